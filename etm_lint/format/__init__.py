@@ -1,0 +1,1 @@
+"""The .etm bundle format and the ExecuTorch files inside it."""

@@ -1,0 +1,1 @@
+"""The linter: an engine that runs rules by family over a target."""
