@@ -34,6 +34,7 @@ class Member:
     """One entry of the zip directory, as the archive states it."""
 
     name: str
+    raw_name: str  # as stored, before zipfile cuts it at a NUL byte
     size: int
     compressed_size: int
     compression: int
@@ -184,6 +185,7 @@ class Bundle:
     def _member(self, info: zipfile.ZipInfo) -> Member:
         return Member(
             name=info.filename,
+            raw_name=info.orig_filename,
             size=info.file_size,
             compressed_size=info.compress_size,
             compression=info.compress_type,

@@ -1,0 +1,23 @@
+"""Rules by family; importing a family's module registers its rules."""
+
+from __future__ import annotations
+
+import importlib
+
+FAMILY_MODULES = (
+    "container",
+    "program",
+    "tokenizer",
+    "special_tokens",
+    "template",
+    "generation",
+)
+
+
+def load_all() -> None:
+    for name in FAMILY_MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
