@@ -39,10 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _commands().items():
-        module.register(commands)
+    for module in _commands().values():
+        module.register(commands)  # type: ignore[attr-defined]
     return parser
 
 

@@ -127,9 +127,8 @@ def _text(report: dict[str, Any]) -> str:
             align = ""
             if m["stored"] and where is not None:
                 align = ", aligned" if where % ALIGNMENT == 0 else ", NOT aligned"
-            lines.append(
-                f"  {m['name']:<28} {m['size']:>12} bytes  {how}, data at {where}{align}"
-            )
+            size = f"{m['size']:>12} bytes"
+            lines.append(f"  {m['name']:<28} {size}  {how}, data at {where}{align}")
         if report.get("metadata_error"):
             lines.append(f"metadata.json: {report['metadata_error']}")
         elif report.get("metadata") is not None:
@@ -166,7 +165,9 @@ def _metadata_lines(document: Any) -> list[str]:
             lines.append(f"  {key}: {document[key]}")
     tokenizer = document.get("tokenizer")
     if isinstance(tokenizer, dict):
-        lines.append(f"  tokenizer: {tokenizer.get('member')} ({tokenizer.get('kind')})")
+        lines.append(
+            f"  tokenizer: {tokenizer.get('member')} ({tokenizer.get('kind')})"
+        )
     if "special_tokens" in document:
         lines.append(f"  special_tokens: {document['special_tokens']}")
     template = document.get("chat_template")

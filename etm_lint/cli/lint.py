@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-color", action="store_true", help="no colour even on a terminal"
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     return parser
 
 
@@ -166,8 +168,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     if typos:
         raise EtmError(f"no rule matches {typos[0]!r}; see etm-lint --list-rules")
-    verify = args.verify_hashes if args.verify_hashes is not None else (
-        bool(config.verify_hashes)
+    verify = (
+        args.verify_hashes
+        if args.verify_hashes is not None
+        else (bool(config.verify_hashes))
     )
     options = LintOptions(verify_hashes=verify)
     fail_on = Severity(args.fail_on or config.fail_on or "error")
@@ -194,8 +198,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     colour = _colour(args)
     report = formatters.FORMATS[args.output_format](findings, rules, colour)
     if args.statistics:
-        report = formatters.statistics(findings) if args.output_format == "text" else (
-            report
+        report = (
+            formatters.statistics(findings)
+            if args.output_format == "text"
+            else (report)
         )
     _emit(report, args.output)
     if args.exit_zero:

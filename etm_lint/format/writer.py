@@ -60,9 +60,10 @@ def write_bundle(
     for member in members:
         if _same_file(member.path, out):
             raise EtmError(f"{out}: refusing to overwrite an input ({member.name})")
-    with _atomic_output(out) as handle, zipfile.ZipFile(
-        handle, "w", allowZip64=True
-    ) as archive:
+    with (
+        _atomic_output(out) as handle,
+        zipfile.ZipFile(handle, "w", allowZip64=True) as archive,
+    ):
         _write_small(archive, METADATA_NAME, dumps(metadata))
         for member in members:
             if member.aligned:
@@ -94,17 +95,24 @@ def _write_aligned(
     zip64 = size * 1.05 > zipfile.ZIP64_LIMIT
     # The local header is written where the previous member ended; pad its
     # extra field so that the data after it lands on the boundary.
-    offset = handle.tell()
-    bare = len(info.FileHeader(zip64))
-    padding = -(offset + bare + 6) % ALIGNMENT
-    info.extra = struct.pack("<HHH", ALIGN_EXTRA_ID, 2 + padding, ALIGNMENT)
-    info.extra += bytes(padding)
-    with open(member.path, "rb") as source, archive.open(
-        info, "w", force_zip64=zip64
-    ) as target:
+    info.extra = alignment_extra(handle.tell(), len(info.FileHeader(zip64)))
+    with (
+        open(member.path, "rb") as source,
+        archive.open(info, "w", force_zip64=zip64) as target,
+    ):
         shutil.copyfileobj(source, target, COPY_CHUNK)
     # The central directory need not repeat the padding.
     info.extra = b""
+
+
+def alignment_extra(offset: int, bare_header: int) -> bytes:
+    """The extra field that puts data after a local header on the boundary.
+
+    ``offset`` is where the local header starts and ``bare_header`` its
+    length without this field.
+    """
+    padding = -(offset + bare_header + 6) % ALIGNMENT
+    return struct.pack("<HHH", ALIGN_EXTRA_ID, 2 + padding, ALIGNMENT) + bytes(padding)
 
 
 def _same_file(a: Path, b: Path) -> bool:

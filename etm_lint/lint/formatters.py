@@ -11,7 +11,11 @@ from etm_lint import __version__
 from etm_lint.lint.model import Finding, Rule, Severity
 
 COLOURS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36"}
-SARIF_LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+SARIF_LEVELS = {
+    Severity.ERROR: "error",
+    Severity.WARNING: "warning",
+    Severity.INFO: "note",
+}
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 RULES_URL = "https://github.com/etm-lint/etm-lint/blob/main/docs/rules.md"
 
@@ -55,7 +59,9 @@ def github(findings: Sequence[Finding], rules: dict[str, Rule], colour: bool) ->
         level = levels.get(f.severity, "notice")
         title = _escape_property(f"{f.code} {f.name}")
         message = _escape_data(f"{f.message} ({_where(f)})")
-        lines.append(f"::{level} file={_escape_property(f.path)},title={title}::{message}")
+        lines.append(
+            f"::{level} file={_escape_property(f.path)},title={title}::{message}"
+        )
     return "\n".join(lines) + ("\n" if lines else "")
 
 

@@ -235,9 +235,7 @@ class Target:
     @functools.cached_property
     def tokenizer_entry(self) -> dict[str, Any] | None:
         document = self.valid_metadata
-        if document is None or not self.member_present(
-            document["tokenizer"]["member"]
-        ):
+        if document is None or not self.member_present(document["tokenizer"]["member"]):
             return None
         entry: dict[str, Any] = document["tokenizer"]
         return entry

@@ -184,7 +184,10 @@ def context_shorter(target: Target) -> Iterator[Issue]:
     if program is None:
         return
     constants = program.constants
-    seq, context = constants.get("get_max_seq_len"), constants.get("get_max_context_len")
+    seq, context = (
+        constants.get("get_max_seq_len"),
+        constants.get("get_max_context_len"),
+    )
     if _is_int(seq) and _is_int(context) and context < seq:  # type: ignore[operator]
         yield Issue(
             f"get_max_context_len is {context}, below get_max_seq_len {seq}",
@@ -192,7 +195,9 @@ def context_shorter(target: Target) -> Iterator[Issue]:
         )
 
 
-@rule("ETM206", "constant-misnamed", WARNING, "a constant under a name the runner ignores")
+@rule(
+    "ETM206", "constant-misnamed", WARNING, "a constant under a name the runner ignores"
+)
 def constant_misnamed(target: Target) -> Iterator[Issue]:
     """A constant method has a name the ExecuTorch LLM runner never reads,
     close to one it does (`get_eos_id` for `get_eos_ids`).
@@ -270,7 +275,9 @@ def weights_unused(target: Target) -> Iterator[Issue]:
             yield Issue(f"{name} provides none of the keys the program reads", name)
 
 
-@rule("ETM209", "backend-needs-vendor-runtime", INFO, "a delegate needs vendor libraries")
+@rule(
+    "ETM209", "backend-needs-vendor-runtime", INFO, "a delegate needs vendor libraries"
+)
 def backend_needs_vendor(target: Target) -> Iterator[Issue]:
     """The program is delegated to a backend that needs vendor libraries on
     the device (Qualcomm QNN, Core ML, MediaTek, OpenVINO ...).

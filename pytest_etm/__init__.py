@@ -1,0 +1,1 @@
+"""pytest-etm: test .etm bundles with pytest (``pytest --etm model.etm``)."""
