@@ -128,7 +128,9 @@ def format_unknown(target: Target) -> Iterator[Issue]:
         )
 
 
-@rule("ETM105", "metadata-not-first", WARNING, "metadata.json is not first")
+@rule(
+    "ETM105", "metadata-not-first", WARNING, "metadata.json is not first", fixable=True
+)
 def metadata_not_first(target: Target) -> Iterator[Issue]:
     """`metadata.json` is not the first member of the archive.
 
@@ -173,7 +175,13 @@ def member_missing(target: Target) -> Iterator[Issue]:
             yield Issue(f"{entry['member']} is named but not in the archive")
 
 
-@rule("ETM107", "member-unreferenced", WARNING, "an archive member nobody uses")
+@rule(
+    "ETM107",
+    "member-unreferenced",
+    WARNING,
+    "an archive member nobody uses",
+    fixable=True,
+)
 def member_unreferenced(target: Target) -> Iterator[Issue]:
     """The archive holds a member that `metadata.json` does not name.
 
@@ -195,7 +203,7 @@ def member_unreferenced(target: Target) -> Iterator[Issue]:
             yield Issue(f"{member.name} is not named in metadata.json", member.name)
 
 
-@rule("ETM108", "member-size-mismatch", ERROR, "a member's size differs")
+@rule("ETM108", "member-size-mismatch", ERROR, "a member's size differs", fixable=True)
 def member_size_mismatch(target: Target) -> Iterator[Issue]:
     """A member's size in the archive differs from `metadata.json`.
 
@@ -221,7 +229,9 @@ def member_size_mismatch(target: Target) -> Iterator[Issue]:
             )
 
 
-@rule("ETM109", "member-hash-mismatch", ERROR, "a member's sha256 differs")
+@rule(
+    "ETM109", "member-hash-mismatch", ERROR, "a member's sha256 differs", fixable=True
+)
 def member_hash_mismatch(target: Target) -> Iterator[Issue]:
     """A member's sha256 differs from `metadata.json`.
 
@@ -262,7 +272,9 @@ def member_hash_mismatch(target: Target) -> Iterator[Issue]:
             )
 
 
-@rule("ETM110", "member-compressed", ERROR, "program or weights compressed")
+@rule(
+    "ETM110", "member-compressed", ERROR, "program or weights compressed", fixable=True
+)
 def member_compressed(target: Target) -> Iterator[Issue]:
     """The program or a weights file is compressed in the archive.
 
@@ -284,7 +296,9 @@ def member_compressed(target: Target) -> Iterator[Issue]:
             )
 
 
-@rule("ETM111", "member-misaligned", ERROR, "program or weights not aligned")
+@rule(
+    "ETM111", "member-misaligned", ERROR, "program or weights not aligned", fixable=True
+)
 def member_misaligned(target: Target) -> Iterator[Issue]:
     """The data of the program or a weights file does not start on a 16 KiB
     boundary in the archive.
