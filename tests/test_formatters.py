@@ -14,7 +14,7 @@ from etm_lint.cli.lint import main
 from tests.conftest import EXAMPLES, FIXTURES, REAL
 
 sys.path.insert(0, str(FIXTURES))
-from container_cases import write_case  # noqa: E402
+from container_cases import write_case
 
 SARIF_SCHEMA = REAL.parent / "schemas" / "sarif-schema-2.1.0.json"
 

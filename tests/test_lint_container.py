@@ -12,7 +12,7 @@ from etm_lint.cli.lint import main
 from tests.conftest import EXAMPLES, FIXTURES
 
 sys.path.insert(0, str(FIXTURES))
-from container_cases import CASES, write_case  # noqa: E402
+from container_cases import CASES, write_case
 
 GOOD = EXAMPLES / "stories260K.etm"
 

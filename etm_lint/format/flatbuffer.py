@@ -30,10 +30,12 @@ from etm_lint.errors import FormatError
 
 T = TypeVar("T")
 
-# Work units per byte of buffer, plus a floor for tiny buffers: a walk that
-# visits each item a few times stays far below it, an aliasing bomb does not.
-_BUDGET_PER_BYTE = 8
-_BUDGET_FLOOR = 1_000_000
+# Work units granted per byte of buffer, on top of a floor for tiny buffers,
+# up to a cap. Reading the real 79 KB flatbuffer of a delegated LLM costs about
+# 4,200 units, one twentieth of a unit per byte; an aliasing bomb runs out.
+_BUDGET_PER_BYTE = 2
+_BUDGET_FLOOR = 100_000
+_BUDGET_CAP = 5_000_000
 
 # struct format and width of each scalar kind a schema field can have.
 _SCALARS: dict[str, tuple[str, int]] = {
@@ -51,6 +53,26 @@ _SCALARS: dict[str, tuple[str, int]] = {
 }
 
 
+class Budget:
+    """Work units left for reading one or more buffers of one file.
+
+    Buffers that share a budget (the many graphs of a program's delegates)
+    share one floor, so a file cannot multiply its allowance by splitting
+    itself into many small buffers.
+    """
+
+    def __init__(self, floor: int = _BUDGET_FLOOR):
+        self.left = floor
+        self._granted = floor
+
+    def grant(self, size: int) -> None:
+        """Add the allowance for a buffer of ``size`` bytes, up to the cap."""
+        extra = min(_BUDGET_PER_BYTE * size, _BUDGET_CAP - self._granted)
+        if extra > 0:
+            self._granted += extra
+            self.left += extra
+
+
 class Buffer:
     """One flatbuffer held in memory, located at ``file_offset`` in its file."""
 
@@ -59,16 +81,13 @@ class Buffer:
         name: str,
         data: bytes,
         file_offset: int = 0,
-        budget: int | None = None,
+        budget: Budget | None = None,
     ):
         self.name = name
         self.data = data
         self.file_offset = file_offset
-        self._budget = (
-            budget
-            if budget is not None
-            else _BUDGET_FLOOR + _BUDGET_PER_BYTE * len(data)
-        )
+        self.budget = budget if budget is not None else Budget()
+        self.budget.grant(len(data))
 
     # -- errors and accounting ------------------------------------------------
 
@@ -78,8 +97,8 @@ class Buffer:
 
     def charge(self, units: int, pos: int) -> None:
         """Spend work units; a buffer that asks for too much is refused."""
-        self._budget -= units
-        if self._budget < 0:
+        self.budget.left -= units
+        if self.budget.left < 0:
             raise self.error(
                 "flatbuffer needs too much work to read (offsets alias or loop)",
                 pos,
@@ -151,7 +170,7 @@ class Buffer:
 class Table:
     """A table inside a ``Buffer`` whose vtable has already been checked."""
 
-    __slots__ = ("buf", "pos", "what", "_vt", "_vt_size", "_size")
+    __slots__ = ("_size", "_vt", "_vt_size", "buf", "pos", "what")
 
     def __init__(self, buf: Buffer, pos: int, what: str):
         buf.charge(1, pos)
@@ -242,23 +261,18 @@ class Table:
     def tables(self, index: int, what: str) -> list[Table]:
         return self.map_tables(index, what, lambda t: t)
 
-    def map_tables(
-        self, index: int, what: str, read: Callable[[Table], T]
-    ) -> list[T]:
+    def map_tables(self, index: int, what: str, read: Callable[[Table], T]) -> list[T]:
         """Apply ``read`` to each table of a vector-of-tables field."""
         start, count = self.vector(index, 4, what)
         self.buf.charge(count, start)
         return [
-            read(self.buf.table_at(start + 4 * i, f"{what}[{i}]"))
-            for i in range(count)
+            read(self.buf.table_at(start + 4 * i, f"{what}[{i}]")) for i in range(count)
         ]
 
     def strings(self, index: int, what: str) -> list[str]:
         start, count = self.vector(index, 4, what)
         self.buf.charge(count, start)
-        return [
-            self.buf.string_at(start + 4 * i, f"{what}[{i}]") for i in range(count)
-        ]
+        return [self.buf.string_at(start + 4 * i, f"{what}[{i}]") for i in range(count)]
 
     def union(self, type_index: int, what: str) -> tuple[int, Table | None]:
         """``(tag, table)`` of a union stored as fields type_index, +1.
