@@ -37,6 +37,12 @@ _BUDGET_PER_BYTE = 2
 _BUDGET_FLOOR = 100_000
 _BUDGET_CAP = 5_000_000
 
+# The largest flatbuffer a reader loads into memory. Modern programs keep
+# weights in segments (a 107 MB program has a 111 KB flatbuffer); only old
+# programs without segments come near this, and reading more is refused rather
+# than risking memory on a file that merely claims to be a program.
+MAX_FLATBUFFER = 256 << 20
+
 # struct format and width of each scalar kind a schema field can have.
 _SCALARS: dict[str, tuple[str, int]] = {
     "bool": ("<?", 1),
