@@ -41,7 +41,15 @@ def blob_path(sha256: str, name: str) -> Path:
 
 
 def store(sha256: str, name: str, chunks: Iterable[bytes]) -> Path:
-    """Write ``chunks`` under their hash unless already there; verify the hash.
+    """Write ``chunks`` under their hash unless already there; verify the hash."""
+    try:
+        return _store(sha256, name, chunks)
+    except OSError as err:
+        raise EtmError(f"cache {cache_root()}: {err.strerror or err}") from None
+
+
+def _store(sha256: str, name: str, chunks: Iterable[bytes]) -> Path:
+    """The work of ``store``.
 
     A file already in the cache is trusted by name only after it was written
     here through this function, which checks the digest before renaming.
@@ -71,7 +79,15 @@ def store(sha256: str, name: str, chunks: Iterable[bytes]) -> Path:
 
 
 def folder(key_parts: dict[str, object], files: dict[str, Path | bytes]) -> Path:
-    """A cached folder of small files (a tokenizer beside its config).
+    """A cached folder of small files (a tokenizer beside its config)."""
+    try:
+        return _folder(key_parts, files)
+    except OSError as err:
+        raise EtmError(f"cache {cache_root()}: {err.strerror or err}") from None
+
+
+def _folder(key_parts: dict[str, object], files: dict[str, Path | bytes]) -> Path:
+    """The work of ``folder``.
 
     The folder's name hashes its description, so the same inputs find the
     same folder; it is built under a temporary name and renamed whole.

@@ -18,7 +18,7 @@ GOOD = EXAMPLES / "stories260K.etm"
 
 
 def lint_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict]]:
-    code = main(["--no-config", "--output-format", "json", *args])
+    code = main(["--no-config", "--select", "ETM1", "--output-format", "json", *args])
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -82,7 +82,7 @@ def test_pyproject_configuration_takes_effect(
     out = tmp_path / "b.etm"
     write_case("unreferenced", GOOD, out)
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.etm-lint]\nignore = ["ETM107"]\nfail-on = "warning"\n'
+        '[tool.etm-lint]\nselect = ["ETM1"]\nignore = ["ETM107"]\nfail-on = "warning"\n'
     )
     sub = tmp_path / "deep" / "er"
     sub.mkdir(parents=True)

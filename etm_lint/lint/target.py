@@ -10,6 +10,7 @@ rule that owns that stage already reported it.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class BundleContainer:
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self.label = bundle.path
+        self._digests: dict[str, str] = {}
 
     def names(self) -> list[str]:
         return bundle_names(self.bundle)
@@ -73,11 +75,14 @@ class BundleContainer:
         return self.bundle.source(name)
 
     def local_path(self, name: str, sha256: str | None) -> Path:
-        digest = sha256 or self.bundle.sha256(name)
-        return cache.store(digest, name, self.bundle.chunks(name))
+        # The cache is keyed by what the member really holds, never by what
+        # metadata.json claims (a wrong claim is ETM109's to report).
+        return cache.store(self.sha256(name), name, self.bundle.chunks(name))
 
     def sha256(self, name: str) -> str:
-        return self.bundle.sha256(name)
+        if name not in self._digests:
+            self._digests[name] = self.bundle.sha256(name)
+        return self._digests[name]
 
 
 def bundle_names(bundle: Bundle) -> list[str]:
@@ -241,30 +246,80 @@ class Target:
         return entry
 
     @functools.cached_property
-    def tokenizer_file(self) -> Path | None:
+    def _tokenizer_file(self) -> tuple[Path | None, str | None]:
         entry = self.tokenizer_entry
         if entry is None or self.container is None:
+            return None, None
+        try:
+            return self.container.local_path(entry["member"], None), None
+        except EtmError as err:
+            return None, str(err)
+
+    @property
+    def tokenizer_file(self) -> Path | None:
+        """The tokenizer member as a file (in the cache, for a bundle)."""
+        return self._tokenizer_file[0]
+
+    @functools.cached_property
+    def runtime_tokenizer_path(self) -> Path | None:
+        """What a runtime hands the tokenizer loader for this bundle.
+
+        A Hugging Face tokenizer goes with a ``tokenizer_config.json`` built
+        from the bundle's special tokens, in a folder (the loader then reads
+        BOS/EOS from it); the other formats carry their own and load alone.
+        """
+        entry = self.tokenizer_entry
+        if entry is None or self.tokenizer_file is None:
             return None
-        return self.container.local_path(entry["member"], entry.get("sha256"))
+        if entry.get("kind") != "huggingface":
+            return self.tokenizer_file
+        from etm_lint.tokenizer import runtime_config
+
+        config = runtime_config(self.special_tokens)
+        return cache.folder(
+            {"tokenizer": entry.get("sha256"), "config": config},
+            {
+                "tokenizer.json": self.tokenizer_file,
+                "tokenizer_config.json": json.dumps(config, indent=1).encode(),
+            },
+        )
 
     @functools.cached_property
     def _tokenizer(self) -> tuple[RuntimeTokenizer | None, str | None]:
         from etm_lint.tokenizer import load
 
-        if self.tokenizer_file is None:
-            return None, None
+        if self._tokenizer_file[1] is not None:
+            return None, self._tokenizer_file[1]
         try:
-            return load(str(self.tokenizer_file), config_dir=None), None
+            path = self.runtime_tokenizer_path
+            if path is None:
+                return None, None
+            return load(str(path)), None
         except EtmError as err:
             return None, str(err)
 
     @property
     def tokenizer(self) -> RuntimeTokenizer | None:
+        """The tokenizer as the runtime loads it from this bundle."""
         return self._tokenizer[0]
 
     @property
     def tokenizer_error(self) -> str | None:
         return self._tokenizer[1]
+
+    @functools.cached_property
+    def tokenizer_alone(self) -> RuntimeTokenizer | None:
+        """The tokenizer file loaded by itself, as apps load loose files."""
+        from etm_lint.tokenizer import load
+
+        if self.tokenizer is None or self.tokenizer_file is None:
+            return None
+        if self.runtime_tokenizer_path == self.tokenizer_file:
+            return self.tokenizer
+        try:
+            return load(str(self.tokenizer_file))
+        except EtmError:
+            return None
 
     @property
     def special_tokens(self) -> dict[str, Any]:

@@ -260,7 +260,7 @@ def member_hash_mismatch(target: Target) -> Iterator[Issue]:
         if large and not target.options.verify_hashes:
             continue
         try:
-            digest = target.bundle.sha256(member.name)
+            digest = target.container.sha256(member.name)  # type: ignore[union-attr]
         except FormatError as err:
             yield Issue(f"{member.name} cannot be read: {err.message}", member.name)
             continue

@@ -166,6 +166,36 @@ def _type_problem(method: Method, expected: str) -> str | None:
     return None
 
 
+@rule("ETM213", "constant-type-loose", WARNING, "a runner constant of a near type")
+def constant_type_loose(target: Target) -> Iterator[Issue]:
+    """A constant the runner reads has a scalar type other than its own: an
+    Int where a Bool is meant (`use_kv_cache = 1`), or a Double where an Int
+    is meant.
+
+    Why: the ExecuTorch runner converts every constant with `toScalar` and
+    copes, but typed readers do not: app code calling `toBool()` on it, or
+    another runtime, aborts or misreads it.
+
+    Fix: export the constant as a Python bool (or int) of the right type.
+
+    Failing: `use_kv_cache = 1`.
+    Passing: `use_kv_cache = True`.
+    """
+    program = _program(target)
+    if program is None:
+        return
+    for name, expected in RUNNER_CONSTANTS.items():
+        method = program.method(name)
+        if method is None or _type_problem(method, expected) is not None:
+            continue
+        kinds = sorted({v.kind for v in method.outputs} - {expected})
+        if kinds:
+            yield Issue(
+                f"{name} returns {kinds[0]}, expected {expected}",
+                target.program_member,
+            )
+
+
 @rule("ETM205", "context-shorter-than-seq-len", ERROR, "context below seq len")
 def context_shorter(target: Target) -> Iterator[Issue]:
     """`get_max_context_len` is smaller than `get_max_seq_len`.
