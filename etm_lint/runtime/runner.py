@@ -14,7 +14,10 @@ reports what it did. The runner has traps; each is handled here, on purpose:
    the exact ids (Hugging Face ``tokenizers`` or ``sentencepiece``; the
    runner's own piece bytes, joined, where no reference library exists).
    When the callback breaks, the runner is run again without one, for its
-   timing, and ``runner_text`` is None.
+   timing, and ``runner_text`` is None. (Through ``tokenizer.model`` the
+   runner's SentencePiece code never splits a character: it streams byte
+   pieces other than ``<0x0A>`` as their literal names, ``<0xC3>``, which
+   ``runner_text`` then shows and ``text`` does not.)
 2. **Logs on fds 1 and 2.** Native code writes the pieces and a
    ``PyTorchObserver`` line to fd 1 and ``ET_LOG`` lines to fd 2, with no
    switch. Both descriptors point at temp files (not pipes: nobody would drain
@@ -41,7 +44,9 @@ reports what it did. The runner has traps; each is handled here, on purpose:
    ``forward.ForwardLoop``, which makes the runner's own calls and so picks
    the same ids (the tests prove it on real programs). It runs first; the
    runner is then asked for exactly that many tokens, and its piece count and
-   Stats are checked against the loop. At temperature > 0 the runner samples
+   Stats are checked against the loop. The loop's ids for a prompt and its
+   settings are kept, so repeated timing runs cost the runner alone. At
+   temperature > 0 the runner samples
    with a seed from the wall clock and its choices cannot be replayed:
    ``token_ids`` is empty, ``text`` is the runner's pieces, and a piece that
    is not whole UTF-8 is an error.
