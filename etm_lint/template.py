@@ -21,6 +21,7 @@ import dataclasses
 import enum
 import functools
 import inspect
+import itertools
 import json
 import re
 import string
@@ -86,6 +87,9 @@ _MAX_INT_BITS = 1 << 16
 # all strings built during one render together this many times.
 _VALUE_FACTOR = 4
 _PRODUCED_FACTOR = 64
+# Limits on what Jinja may compute while folding constants at compile time.
+_FOLD_TIME_LIMIT_S = 2.0
+_FOLD_MAX_OUTPUT = 1_000_000
 # How many guarded operations pass between two looks at the clock.
 _CLOCK_EVERY = 64
 
@@ -103,9 +107,6 @@ UNSET = _Unset.UNSET
 class TemplateErrorKind(str, enum.Enum):
     """Why a template could not be rendered."""
 
-    def __str__(self) -> str:
-        return str(self.value)
-
     SYNTAX = "syntax"
     RAISED = "raised"
     UNDEFINED = "undefined"
@@ -114,6 +115,9 @@ class TemplateErrorKind(str, enum.Enum):
     OUTPUT_LIMIT = "output-limit"
     RUNTIME = "runtime"
     INPUT = "input"
+
+    def __str__(self) -> str:
+        return str(self.value)
 
 
 _KIND_LABELS = {
@@ -174,6 +178,10 @@ class _LimitReached(BaseException):
         self.detail = detail
 
 
+class _FoldRefused(Exception):
+    """A guard refused an operation Jinja tried to fold while compiling."""
+
+
 class _TemplateRaised(jinja2.TemplateError):
     """What the template's ``raise_exception(message)`` raises."""
 
@@ -198,20 +206,45 @@ class _RenderState:
     max_value: int
     max_produced: int
     now: datetime | None
+    folding: bool = False
     ticks: int = 0
     produced: int = 0
+
+    @classmethod
+    def for_limits(
+        cls, time_limit_s: float, max_output: int, now: datetime | None = None
+    ) -> _RenderState:
+        limit = max(int(max_output), 1)
+        return cls(
+            time_limit_s=time_limit_s,
+            deadline=time.monotonic() + time_limit_s,
+            max_output=limit,
+            max_value=max(limit * _VALUE_FACTOR, 1 << 12),
+            max_produced=max(limit * _PRODUCED_FACTOR, 1 << 16),
+            now=now,
+        )
+
+    def stop(self, kind: TemplateErrorKind, detail: str) -> NoReturn:
+        if self.folding:
+            # Jinja then leaves the expression to be evaluated when rendering,
+            # where the same guard stops the render.
+            raise _FoldRefused(detail)
+        raise _LimitReached(kind, detail)
 
     def tick(self) -> None:
         self.ticks += 1
         if self.ticks % _CLOCK_EVERY == 0 and time.monotonic() > self.deadline:
-            raise _LimitReached(
-                TemplateErrorKind.TIME_LIMIT,
-                f"rendering took longer than {self.time_limit_s:g} s",
-            )
+            self.out_of_time()
+
+    def out_of_time(self) -> NoReturn:
+        self.stop(
+            TemplateErrorKind.TIME_LIMIT,
+            f"rendering took longer than {self.time_limit_s:g} s",
+        )
 
     def refuse_size(self, size: int, what: str) -> None:
         if size > self.max_value:
-            raise _LimitReached(
+            self.stop(
                 TemplateErrorKind.OUTPUT_LIMIT,
                 f"{what} would be about {size} characters, more than the "
                 f"{self.max_value} allowed for one value",
@@ -221,7 +254,7 @@ class _RenderState:
         if isinstance(result, (str, bytes, list, tuple, dict)):
             self.produced += len(result)
             if self.produced > self.max_produced:
-                raise _LimitReached(
+                self.stop(
                     TemplateErrorKind.OUTPUT_LIMIT,
                     f"the template built more than {self.max_produced} "
                     "characters of intermediate text",
@@ -229,13 +262,6 @@ class _RenderState:
 
 
 _STATE: ContextVar[_RenderState | None] = ContextVar("etm_template_state", default=None)
-
-
-def _refuse_int(value: object, what: str) -> None:
-    if isinstance(value, int) and abs(value) > 0:
-        state = _STATE.get()
-        if state is not None:
-            state.refuse_size(abs(value), what)
 
 
 # -- size estimates, made before an operation runs ----------------------------
@@ -248,8 +274,19 @@ class _Exit:
         self.oid = oid
 
 
-def _text_size(value: object, cap: int, *, indent: int = 0, str_factor: int = 1) -> int:
+def _text_size(
+    value: object,
+    cap: int,
+    *,
+    indent: int = 0,
+    str_factor: int = 1,
+    per_item: int = 2,
+) -> int:
     """About how long ``str(value)`` (or its JSON) is; stops counting past cap.
+
+    ``indent`` is added per nesting level of every element, ``per_item`` for
+    every element (the separator), ``str_factor`` scales string lengths
+    (escaping).
 
     Containers are walked without recursion; shared references are counted
     each time they appear, as ``repr`` prints them, and a container met again
@@ -263,54 +300,71 @@ def _text_size(value: object, cap: int, *, indent: int = 0, str_factor: int = 1)
         if isinstance(item, _Exit):
             on_path.discard(item.oid)
             continue
-        total += depth * indent
-        if isinstance(item, str):
-            total += len(item) * str_factor + 2
-        elif isinstance(item, (bytes, bytearray)):
-            total += len(item) * 4 + 3
-        elif isinstance(item, bool) or item is None:
+        size = _scalar_size(item, str_factor)
+        if size is not None:
+            total += size + depth * indent
+            continue
+        children = _children(item)
+        if children is None:
+            total += 64
+            continue
+        if id(item) in on_path:
             total += 5
-        elif isinstance(item, int):
-            total += item.bit_length() // 3 + 2
-        elif isinstance(item, float):
-            total += 24
-        elif isinstance(item, jinja2.Undefined):
-            total += 2
-        else:
-            total += _push_children(item, depth, stack, on_path)
+            continue
+        on_path.add(id(item))
+        stack.append((_Exit(id(item)), 0))
+        total += 2 + depth * indent
+        # Scalars, the bulk of any big container, are sized here in place.
+        for child in children:
+            size = _scalar_size(child, str_factor)
+            if size is None:
+                stack.append((child, depth + 1))
+            else:
+                total += size + per_item + (depth + 1) * indent
+                if total > cap:
+                    break
     return total
 
 
-def _push_children(
-    item: object,
-    depth: int,
-    stack: list[tuple[object, int]],
-    on_path: set[int],
-) -> int:
-    children: Iterable[object]
-    if isinstance(item, Namespace):
-        children = _namespace_attrs(item).items()
-    elif isinstance(item, Mapping):
-        children = item.items()
-    elif isinstance(item, (list, tuple, set, frozenset)):
-        children = item
-    else:
-        return 64
-    if id(item) in on_path:
+def _text_sizes(values: Iterable[object], cap: int) -> list[int]:
+    """The sizes of several values, walking at most ``cap`` characters in all:
+    once the budget is spent, the remaining values count as ``cap`` each."""
+    sizes: list[int] = []
+    left = cap
+    for value in values:
+        size = _text_size(value, left) if left >= 0 else cap
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
+def _scalar_size(item: object, str_factor: int) -> int | None:
+    kind = type(item)
+    if kind is str:
+        return len(item) * str_factor + 2  # type: ignore[arg-type]
+    if kind is int:
+        return item.bit_length() // 3 + 2  # type: ignore[attr-defined]
+    if kind is bool or item is None:
         return 5
-    on_path.add(id(item))
-    stack.append((_Exit(id(item)), 0))
-    count = 0
-    pairs = isinstance(item, (Mapping, Namespace))
-    for child in children:
-        count += 1
-        if pairs:
-            key, value = child
-            stack.append((key, depth + 1))
-            stack.append((value, depth + 1))
-        else:
-            stack.append((child, depth + 1))
-    return 2 + 2 * count
+    if kind is float:
+        return 24
+    if isinstance(item, str):
+        return len(item) * str_factor + 2
+    if isinstance(item, (bytes, bytearray)):
+        return len(item) * 4 + 3
+    if isinstance(item, jinja2.Undefined):
+        return 2
+    return None
+
+
+def _children(item: object) -> Iterable[object] | None:
+    if isinstance(item, Namespace):
+        return itertools.chain.from_iterable(_namespace_attrs(item).items())
+    if isinstance(item, Mapping):
+        return itertools.chain.from_iterable(item.items())
+    if isinstance(item, (list, tuple, set, frozenset)):
+        return item
+    return None
 
 
 def _namespace_attrs(ns: Namespace) -> dict[str, Any]:
@@ -318,8 +372,14 @@ def _namespace_attrs(ns: Namespace) -> dict[str, Any]:
     return attrs if isinstance(attrs, dict) else {}
 
 
+_SMALL_SCALARS = frozenset((int, float, bool, type(None)))
+_GENTLE_NUMBER_OPS = frozenset(("+", "%"))
+
+
 def _check_text(value: object, what: str) -> None:
     """Refuse to turn a value into text whose size exceeds one value's limit."""
+    if type(value) in _SMALL_SCALARS:
+        return  # Python itself refuses to print an int of over 4300 digits
     state = _STATE.get()
     if state is None:
         return
@@ -340,10 +400,10 @@ def _percent_size(fmt: str, args: object, cap: int) -> int:
     if isinstance(args, tuple):
         values: list[object] = list(args)
         per_spec = 0
-        total = sum(_text_size(v, cap) for v in values)
+        total = sum(_text_sizes(values, cap))
     else:
         values = list(args.values()) if isinstance(args, Mapping) else [args]
-        per_spec = max((_text_size(v, cap) for v in values), default=0)
+        per_spec = max(_text_sizes(values, cap), default=0)
         total = 0
     star_values = iter(v for v in values if isinstance(v, int))
     for spec in specs:
@@ -361,7 +421,7 @@ def _format_size(
 ) -> int:
     """About how long ``fmt.format(*args, **kwargs)`` is."""
     values = [*args, *kwargs.values()]
-    biggest = max((_text_size(v, cap) for v in values), default=0)
+    biggest = max(_text_sizes(values, cap), default=0)
     widest = max((abs(v) for v in values if isinstance(v, int)), default=0)
     total = len(fmt)
     for _, field, spec, _ in string.Formatter().parse(fmt):
@@ -411,7 +471,7 @@ def _guard_method_call(
     name = getattr(obj, "__name__", "")
     if name == "join" and args and isinstance(args[0], Iterable):
         items = list(args[0])
-        joined = sum(_text_size(i, state.max_value) for i in items)
+        joined = sum(_text_sizes(items, state.max_value))
         state.refuse_size(joined + len(base) * max(len(items) - 1, 0), "join()")
         return (items, *args[1:])
     estimate = _method_estimate(name, base, args)
@@ -478,14 +538,25 @@ def _filter_estimate(name: str, value: Any, a: dict[str, Any], cap: int) -> int 
     if name == "format":
         return _percent_size(str(value), a.get("kwargs") or a.get("args") or (), cap)
     if name == "tojson":
-        indent = a.get("indent")
-        spaces = len(indent) if isinstance(indent, str) else indent or 0
-        factor = 6 if a.get("ensure_ascii") else 1
-        return _text_size(value, cap, indent=max(int(spaces), 0) + 2, str_factor=factor)
+        return _tojson_estimate(value, a, cap)
     if name in ("batch", "slice"):
         count = a.get("linecount", a.get("slices"))
         return abs(count) if isinstance(count, int) else None
     return None
+
+
+def _tojson_estimate(value: Any, a: dict[str, Any], cap: int) -> int:
+    indent = a.get("indent")
+    spaces = len(indent) if isinstance(indent, str) else indent or 0
+    separators = a.get("separators") or ()
+    per_item = 2 + sum(len(s) for s in separators if isinstance(s, str))
+    return _text_size(
+        value,
+        cap,
+        indent=max(int(spaces), 0) + 2,
+        str_factor=6 if a.get("ensure_ascii") else 1,
+        per_item=per_item,
+    )
 
 
 def _wordwrap_estimate(value: Any, a: dict[str, Any], cap: int) -> int:
@@ -514,7 +585,7 @@ def _guard_join(
         return args
     items = list(args[at])
     sep = kwargs.get("d", args[at + 1] if len(args) > at + 1 else "")
-    joined = sum(_text_size(i, state.max_value) for i in items)
+    joined = sum(_text_sizes(items, state.max_value))
     state.refuse_size(joined + _text_size(sep, state.max_value) * len(items), "join")
     return (*args[:at], items, *args[at + 1 :])
 
@@ -529,7 +600,7 @@ def _guard_sum(
         return args
     # Adding up sequences copies the running total at every step.
     items = list(args[at])
-    joined = sum(_text_size(i, state.max_value) for i in items)
+    joined = sum(_text_sizes(items, state.max_value))
     state.refuse_size(joined, "sum")
     if joined * len(items) > state.max_produced:
         state.refuse_size(state.max_value + 1, "sum of sequences")
@@ -546,6 +617,10 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a filter so it ticks the clock, refuses huge results up front and
     charges what it builds."""
     at = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0
+    # Jinja's async-capable filters take the eval context only to drop it
+    # before calling the plain function whose signature we bind against.
+    inner_takes_context = getattr(inspect.unwrap(func), "jinja_pass_arg", None)
+    skip = 0 if inner_takes_context is not None else at
     stringifies = name in _STRINGIFYING_FILTERS
     materialize = _MATERIALIZING_FILTERS.get(name)
     estimated = name in _ESTIMATED_FILTERS
@@ -557,12 +632,12 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         state.tick()
         value = args[at]
-        if stringifies:
+        if stringifies and type(value) is not str:
             state.refuse_size(_text_size(value, state.max_value), f"|{name}")
         if materialize is not None:
             args = materialize(state, args, at, kwargs)
         if estimated:
-            bound = _bound(func, args, kwargs)
+            bound = _bound(func, args[skip:], kwargs)
             estimate = _filter_estimate(name, value, bound, state.max_value)
             if estimate is not None:
                 state.refuse_size(estimate, f"|{name}")
@@ -658,8 +733,10 @@ class _GenerationTag(jinja2.ext.Extension):
 
 
 def _finalize(value: Any) -> Any:
-    """Every ``{{ expression }}`` passes here before it is printed."""
-    _check_text(value, "printed value")
+    """Every ``{{ expression }}`` passes here before it is printed; text is
+    counted as it is collected, so only containers need a look."""
+    if type(value) is not str:
+        _check_text(value, "printed value")
     return value
 
 
@@ -676,15 +753,16 @@ def _strict_name(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _StrictNameUndefined(jinja2.Undefined):
-    """Fails when an undefined *variable* is used (``is defined`` and
-    ``default`` still work); a missing key or attribute stays lenient, as
-    templates test ``message.tool_calls`` and the like all the time."""
+    """Fails when an undefined *variable* is printed, iterated, measured,
+    compared or searched.  Testing it (``if builtin_tools``, ``is defined``,
+    ``default``) still works: that is how templates read optional switches.
+    A missing key or attribute stays lenient, as templates test
+    ``message.tool_calls`` and the like all the time."""
 
     __slots__ = ()
     __str__ = _strict_name(jinja2.Undefined.__str__)
     __iter__ = _strict_name(jinja2.Undefined.__iter__)
     __len__ = _strict_name(jinja2.Undefined.__len__)
-    __bool__ = _strict_name(jinja2.Undefined.__bool__)
     __eq__ = _strict_name(jinja2.Undefined.__eq__)
     __ne__ = _strict_name(jinja2.Undefined.__ne__)
     __hash__ = _strict_name(jinja2.Undefined.__hash__)
@@ -699,14 +777,22 @@ _TEXT_FILTER = "etm-text"
 
 @jinja2.pass_context
 def _tick_filter(context: Any, value: Any) -> None:
+    # Runs once per loop iteration: tick() inlined.
     state = _STATE.get()
     if state is not None:
-        state.tick()
+        state.ticks += 1
+        if not state.ticks % _CLOCK_EVERY and time.monotonic() > state.deadline:
+            state.out_of_time()
 
 
 @jinja2.pass_context
 def _text_filter(context: Any, value: Any) -> Any:
-    _check_text(value, "operand of '~'")
+    if type(value) is str:
+        state = _STATE.get()
+        if state is not None and len(value) > state.max_value:
+            state.refuse_size(len(value), "operand of '~'")
+    else:
+        _check_text(value, "operand of '~'")
     return value
 
 
@@ -750,13 +836,15 @@ class _GuardedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
     code_generator_class = _GuardedCodeGenerator
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        # Number arithmetic only grows with * and **: the common case is quick.
         state = _STATE.get()
-        if state is not None:
-            state.tick()
-            _precheck_binop(state, operator, left, right)
+        if state is None or (
+            type(left) in _SMALL_SCALARS and operator in _GENTLE_NUMBER_OPS
+        ):
+            return self.binop_table[operator](left, right)
+        _precheck_binop(state, operator, left, right)
         result = self.binop_table[operator](left, right)
-        if state is not None:
-            state.charge(result)
+        state.charge(result)
         return result
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -773,7 +861,7 @@ class _GuardedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
         # Fail now: transformers returns an Undefined that prints as "".
         raise SecurityError(
             f"access to attribute {attribute!r} of {type(obj).__name__!r} "
-            "object is unsafe"
+            "object is unsafe."
         )
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -812,10 +900,10 @@ def _precheck_binop(state: _RenderState, operator: str, left: Any, right: Any) -
         elif isinstance(right, sequences) and isinstance(left, int):
             state.refuse_size(len(right) * max(left, 0), "'*'")
         elif isinstance(left, int) and isinstance(right, int):
-            _refuse_bits(left.bit_length() + right.bit_length())
+            _refuse_bits(state, left.bit_length() + right.bit_length())
     elif operator == "**":
         if isinstance(left, int) and isinstance(right, int) and right > 0:
-            _refuse_bits(max(left.bit_length(), 1) * right)
+            _refuse_bits(state, max(left.bit_length(), 1) * right)
     elif operator == "+":
         if isinstance(left, sequences) and isinstance(right, sequences):
             state.refuse_size(len(left) + len(right), "'+'")
@@ -823,9 +911,9 @@ def _precheck_binop(state: _RenderState, operator: str, left: Any, right: Any) -
         state.refuse_size(_percent_size(left, right, state.max_value), "'%'")
 
 
-def _refuse_bits(bits: int) -> None:
+def _refuse_bits(state: _RenderState, bits: int) -> None:
     if bits > _MAX_INT_BITS:
-        raise _LimitReached(
+        state.stop(
             TemplateErrorKind.OUTPUT_LIMIT,
             f"an integer of about {bits} bits is too large for a chat template",
         )
@@ -895,6 +983,10 @@ def compile_template(
 
 @functools.lru_cache(maxsize=128)
 def _compile_cached(template: str, strict: bool) -> CompiledTemplate:
+    # Jinja folds constant filter calls while compiling; the guards apply.
+    folding = _RenderState.for_limits(_FOLD_TIME_LIMIT_S, _FOLD_MAX_OUTPUT)
+    folding.folding = True
+    token = _STATE.set(folding)
     try:
         compiled = _environment(strict).from_string(template)
     except jinja2.TemplateSyntaxError as exc:
@@ -906,6 +998,8 @@ def _compile_cached(template: str, strict: bool) -> CompiledTemplate:
         raise TemplateError(
             TemplateErrorKind.SYNTAX, f"template nests too deeply ({exc})"
         ) from None
+    finally:
+        _STATE.reset(token)
     return CompiledTemplate(template, compiled, strict)
 
 
@@ -1075,7 +1169,9 @@ def render(
     ``eos_token`` and so on (None values are left undefined, as transformers
     leaves unset tokens); ``extra`` adds more variables (``enable_thinking``,
     ``date_string``...); ``now`` is what ``strftime_now`` reads; ``UNSET``
-    tools or documents stay undefined instead of None.  Raises
+    tools or documents stay undefined instead of None.  With
+    ``strict_undefined`` an undefined variable that is used for more than a
+    truth test is a TemplateError naming it.  Raises
     TemplateError, never anything else for a bad template or input.
     """
     compiled = compile_template(template, strict_undefined=strict_undefined)
@@ -1096,15 +1192,7 @@ def render(
     continuation = None
     if continue_final_message:
         continuation = _mark_final_message(template, chat, continue_final_message)
-    limit = max(int(max_output_chars), 1)
-    state = _RenderState(
-        time_limit_s=time_limit_s,
-        deadline=time.monotonic() + time_limit_s,
-        max_output=limit,
-        max_value=max(limit * _VALUE_FACTOR, 1 << 12),
-        max_produced=max(limit * _PRODUCED_FACTOR, 1 << 16),
-        now=now,
-    )
+    state = _RenderState.for_limits(time_limit_s, max_output_chars, now)
     text = _run(compiled, variables, state)
     return _cut_at_continuation(text, continuation) if continuation else text
 
@@ -1128,16 +1216,17 @@ def _run(
 
 
 def _collect(pieces: Iterator[str], state: _RenderState) -> str:
+    # Output only grows without bound inside loops, which tick themselves.
     out: list[str] = []
     size = 0
+    limit = state.max_output
     for piece in pieces:
         size += len(piece)
-        if size > state.max_output:
+        if size > limit:
             raise _LimitReached(
                 TemplateErrorKind.OUTPUT_LIMIT,
-                f"the prompt grew past {state.max_output} characters",
+                f"the prompt grew past {limit} characters",
             )
-        state.tick()
         out.append(piece)
     return "".join(out)
 
@@ -1351,11 +1440,10 @@ def probe_cases(template: str) -> tuple[ProbeCase, ...]:
 
 # -- the end-of-turn marker ---------------------------------------------------
 
-# Text that looks like a special token: <|eot_id|>, <end_of_turn>, </s>,
+# Text that looks like a special token: anything in angle brackets without
+# spaces, as <|eot_id|>, <end_of_turn>, </s>, <turn|>, <seed:eos> and
 # DeepSeek's <｜end▁of▁sentence｜>.
-_MARKER_RE = re.compile(
-    r"<\|[^<>|\s]{1,64}\|>|<｜[^<>\s]{1,64}｜>|</?[A-Za-z_][\w.▁-]{0,63}>"
-)
+_MARKER_RE = re.compile(r"<[^<>\s]{1,64}>")
 
 
 def end_of_turn_marker(
