@@ -1446,6 +1446,11 @@ def probe_cases(template: str) -> tuple[ProbeCase, ...]:
 _MARKER_RE = re.compile(r"<[^<>\s]{1,64}>")
 
 
+def marker_candidates(text: str) -> list[str]:
+    """The distinct strings in ``text`` shaped like special tokens, in order."""
+    return list(dict.fromkeys(m.group() for m in _MARKER_RE.finditer(text)))
+
+
 def end_of_turn_marker(
     template: str,
     special_tokens: Mapping[str, str | None] | None = None,

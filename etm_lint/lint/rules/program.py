@@ -411,5 +411,11 @@ def _misnamed_present(program: ProgramInfo, name: str) -> bool:
     return any(right == name and program.method(w) for w, right in MISNAMED.items())
 
 
+def int_values(value: object) -> list[int]:
+    """The integers in a constant's value (one, or a list of several)."""
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from etm_lint.errors import EtmError
 from etm_lint.lint.model import Issue, Severity, rule
-from etm_lint.lint.rules.program import logits_size
+from etm_lint.lint.rules.program import int_values, logits_size
 from etm_lint.lint.target import Target
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
@@ -26,9 +26,7 @@ def runtime_eos_ids(target: Target) -> set[int] | None:
         return None
     method = program.method("get_eos_ids")
     if method is not None:
-        value = method.constant_value
-        values = value if isinstance(value, list) else [value]
-        return {v for v in values if isinstance(v, int) and not isinstance(v, bool)}
+        return set(int_values(method.constant_value))
     return {tokenizer.eos_id}
 
 
@@ -44,10 +42,9 @@ def token_id(target: Target, text: str) -> int | None:
     program = target.program
     candidates = [tokenizer.bos_id, tokenizer.eos_id]
     if program is not None:
-        value = program.constants.get("get_eos_ids")
-        candidates += value if isinstance(value, list) else [value]
+        candidates += int_values(program.constants.get("get_eos_ids"))
     for candidate in candidates:
-        if isinstance(candidate, int) and 0 <= candidate <= tokenizer.max_id:
+        if 0 <= candidate <= tokenizer.max_id:
             try:
                 if tokenizer.token_text(candidate) == text:
                     return candidate
@@ -214,11 +211,8 @@ def special_id_out_of_range(target: Target) -> Iterator[Issue]:
     if width is None:
         return
     for name in ("get_eos_ids", "get_bos_id"):
-        value = program.constants.get(name)
-        values = value if isinstance(value, list) else [value]
-        for token in values:
-            valid = isinstance(token, int) and not isinstance(token, bool)
-            if valid and not 0 <= token < width:
+        for token in int_values(program.constants.get(name)):
+            if not 0 <= token < width:
                 yield Issue(
                     f"{name} holds {token}, outside the program's 0..{width - 1}",
                     target.program_member,
@@ -316,6 +310,42 @@ def loose_tokenizer_differs(target: Target) -> Iterator[Issue]:
                 f"alone, the tokenizer file gives {what} {_name(target, a)}; the "
                 f"bundle gives {_name(target, b)}",
                 target.tokenizer_entry["member"] if target.tokenizer_entry else None,
+            )
+
+
+@rule("ETM409", "marker-not-one-token", ERROR, "a template marker splits into pieces")
+def marker_not_one_token(target: Target) -> Iterator[Issue]:
+    """The prompt the chat template renders holds a special-looking marker
+    (`<|im_start|>`, `<start_of_turn>`, `</s>`) that the runtime's tokenizer
+    does not encode to one special-token id.
+
+    Why: the model was trained to see one id there; split into ordinary
+    pieces, the marker is just text, and the model loses track of turns.
+
+    Fix: ship the tokenizer the template was written for (with the marker as
+    an added token), or fix the template's spelling of the marker.
+
+    Failing: a ChatML template with a tokenizer that has no `<|im_start|>`.
+    Passing: the model's own tokenizer, where `<|im_start|>` is one id.
+    """
+    from etm_lint.lint.rules.template import probe_prompt
+    from etm_lint.template import marker_candidates
+
+    tokenizer = target.tokenizer
+    prompt = probe_prompt(target, "multi-turn+gen")
+    if tokenizer is None or prompt is None:
+        return
+    for marker in marker_candidates(prompt):
+        if token_id(target, marker) is None:
+            try:
+                pieces = len(tokenizer.encode(marker))
+            except EtmError:
+                continue
+            yield Issue(
+                f"the template writes {marker!r}, which the tokenizer splits "
+                f"into {pieces} pieces",
+                METADATA,
+                location="/chat_template",
             )
 
 

@@ -17,6 +17,7 @@ from etm_lint.template import (
     ProbeCase,
     TemplateError,
     TemplateErrorKind,
+    compile_template,
     end_of_turn_marker,
     probe_cases,
     render,
@@ -43,14 +44,18 @@ class _Probe:
         self.selection_error: str | None = None
         self.rendered: dict[str, str | TemplateError] = {}
         self.strict: dict[str, str | TemplateError] = {}
+        self.variables: dict[str, str | None] = {}
+        self.cases: dict[str, ProbeCase] = {}
         chat_template = target.chat_template
         if chat_template is None:
             return
         try:
-            self.template = select_template(chat_template)
+            template = select_template(chat_template)
+            compile_template(template)
         except TemplateError as err:
-            self.selection_error = err.detail
+            self.selection_error = str(err.with_source("chat_template"))
             return
+        self.template = template
         tokens = target.special_tokens
         eos = tokens.get("eos") or [None]
         self.variables = {
@@ -128,14 +133,6 @@ def template_syntax(target: Target) -> Iterator[Issue]:
     probe = _probe(target)
     if probe.selection_error:
         yield Issue(probe.selection_error, METADATA, WHERE)
-        return
-    for result in probe.rendered.values():
-        if (
-            isinstance(result, TemplateError)
-            and result.kind is TemplateErrorKind.SYNTAX
-        ):
-            yield Issue(str(result), METADATA, WHERE)
-            return
 
 
 @rule("ETM502", "template-fails", ERROR, "the template fails on an ordinary chat")
