@@ -16,8 +16,4 @@ FAMILY_MODULES = (
 
 def load_all() -> None:
     for name in FAMILY_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise
+        importlib.import_module(f"{__name__}.{name}")
