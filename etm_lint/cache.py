@@ -40,15 +40,23 @@ def blob_path(sha256: str, name: str) -> Path:
     return cache_root() / "blobs" / sha256 / _safe_name(name)
 
 
-def store(sha256: str, name: str, chunks: Iterable[bytes]) -> Path:
-    """Write ``chunks`` under their hash unless already there; verify the hash."""
+def store(
+    sha256: str, name: str, chunks: Iterable[bytes], max_bytes: int | None = None
+) -> Path:
+    """Write ``chunks`` under their hash unless already there; verify the hash.
+
+    With ``max_bytes``, a member that grows past it is refused, and its
+    partial copy removed, before it can fill the disk (a zip bomb).
+    """
     try:
-        return _store(sha256, name, chunks)
+        return _store(sha256, name, chunks, max_bytes)
     except OSError as err:
         raise EtmError(f"cache {cache_root()}: {err.strerror or err}") from None
 
 
-def _store(sha256: str, name: str, chunks: Iterable[bytes]) -> Path:
+def _store(
+    sha256: str, name: str, chunks: Iterable[bytes], max_bytes: int | None
+) -> Path:
     """The work of ``store``.
 
     A file already in the cache is trusted by name only after it was written
@@ -62,7 +70,11 @@ def _store(sha256: str, name: str, chunks: Iterable[bytes]) -> Path:
     fd, temp = tempfile.mkstemp(prefix=".", suffix=".partial", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            written = 0
             for chunk in chunks:
+                written += len(chunk)
+                if max_bytes is not None and written > max_bytes:
+                    raise EtmError(f"{name}: larger than the {max_bytes} bytes allowed")
                 digest.update(chunk)
                 handle.write(chunk)
         if digest.hexdigest() != sha256:

@@ -9,16 +9,20 @@ compressed members, streaming hashes, and one error type for a bad archive.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import lzma
 import os
 import stat
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from etm_lint.errors import EtmError, FormatError
-from etm_lint.format.metadata import METADATA_NAME
-from etm_lint.format.source import ByteSource, BytesSource, SliceSource
+from etm_lint.errors import FormatError
+from etm_lint.format.metadata import MAX_METADATA_BYTES, METADATA_NAME
+from etm_lint.format.source import ByteSource, BytesSource, SliceSource, open_regular
 
 ALIGNMENT = 16 * 1024
 LOCAL_HEADER = struct.Struct("<4s5H3L2H")
@@ -26,7 +30,25 @@ LOCAL_MAGIC = b"PK\x03\x04"
 # A deflated member is read into memory only up to this size; larger ones are
 # refused rather than inflated (a zip bomb asks for exactly that).
 MAX_INFLATE = 256 * 1024 * 1024
+# Text members deflate about 4x; past this ratio a member is a zip bomb, and
+# nothing here inflates it to disk.
+BOMB_RATIO = 200
 CHUNK = 1024 * 1024
+# What zipfile lets escape while inflating a hostile member: its own errors,
+# the codecs' (zlib.error and LZMAError are no ValueError), RuntimeError for
+# an encrypted member, NotImplementedError for an unknown method, and an
+# IndexError from formatting that message for an entry with an empty name.
+INFLATE_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    ValueError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    RuntimeError,
+    NotImplementedError,
+    IndexError,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,10 @@ class Member:
         return bool(self.flag_bits & 0x1)
 
     @property
+    def looks_like_bomb(self) -> bool:
+        return not self.stored and self.size > BOMB_RATIO * max(self.compressed_size, 1)
+
+    @property
     def is_dir(self) -> bool:
         return self.name.endswith("/")
 
@@ -71,17 +97,19 @@ class Bundle:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = os.fspath(path)
+        self._fd = open_regular(self.path)
+        self.size = os.fstat(self._fd).st_size
+        # zipfile reads through the same descriptor (it seeks, the readers
+        # here use pread): the file checked above, even if the path changes.
+        self._file = open(self._fd, "rb", closefd=False)  # noqa: SIM115
         try:
-            self._fd = os.open(self.path, os.O_RDONLY)
-            self.size = os.fstat(self._fd).st_size
-        except OSError as err:
-            raise EtmError(f"{self.path}: {err.strerror}") from None
-        try:
-            self._zip = _open_zip(self.path)
-        except FormatError:
+            self._zip = _open_zip(self.path, self._file)
+            self.members = tuple(self._member(info) for info in self._zip.infolist())
+            _refuse_overlaps(self.path, self.members)
+        except BaseException:
+            self._file.close()
             os.close(self._fd)
             raise
-        self.members = tuple(self._member(info) for info in self._zip.infolist())
         self._by_name = {m.name: m for m in reversed(self.members)}
 
     def __enter__(self) -> Bundle:
@@ -92,6 +120,7 @@ class Bundle:
 
     def close(self) -> None:
         self._zip.close()
+        self._file.close()
         os.close(self._fd)
 
     def names(self) -> list[str]:
@@ -117,10 +146,10 @@ class Bundle:
             return self.source(name).read(0, member.size)
         try:
             with self._zip.open(self._info(member)) as handle:
-                data = handle.read(limit + 1)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-            raise FormatError(where, f"cannot be read: {err}") from None
-        except (NotImplementedError, RuntimeError) as err:
+                # Ask for the stated size only: zipfile inflates as much as
+                # it is asked for before cutting to the size it was told.
+                data = handle.read(member.size)
+        except INFLATE_ERRORS as err:
             raise FormatError(where, f"cannot be read: {err}") from None
         if len(data) != member.size:
             raise FormatError(
@@ -132,7 +161,9 @@ class Bundle:
         """Random access to a member: in place when STORED, else inflated."""
         member = self.member(name)
         where = f"{self.path}:{name}"
-        if member.stored and member.data_offset is not None:
+        if member.data_offset is None:
+            raise FormatError(where, f"no local header at byte {member.header_offset}")
+        if member.stored:
             end = member.data_offset + member.size
             if end > self.size:
                 raise FormatError(
@@ -158,9 +189,7 @@ class Bundle:
                     if seen > member.size:
                         raise FormatError(where, "inflates past its stated size")
                     yield chunk
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-            raise FormatError(where, f"cannot be read: {err}") from None
-        except (NotImplementedError, RuntimeError) as err:
+        except INFLATE_ERRORS as err:
             raise FormatError(where, f"cannot be read: {err}") from None
 
     def sha256(self, name: str) -> str:
@@ -172,7 +201,7 @@ class Bundle:
     def metadata_bytes(self) -> bytes | None:
         if self.get(METADATA_NAME) is None:
             return None
-        return self.read(METADATA_NAME)
+        return self.read(METADATA_NAME, MAX_METADATA_BYTES)
 
     def _info(self, member: Member) -> zipfile.ZipInfo:
         for info in self._zip.infolist():
@@ -213,9 +242,26 @@ class Bundle:
         return start if start <= self.size else None
 
 
-def _open_zip(path: str) -> zipfile.ZipFile:
+def _refuse_overlaps(path: str, members: tuple[Member, ...]) -> None:
+    # Two entries sharing bytes is how a zip bomb multiplies one deflate
+    # stream; no writer makes it, and newer CPython refuses it as well.
+    spans = sorted(
+        (m.header_offset, m.data_offset + m.compressed_size, m.name)
+        for m in members
+        if m.data_offset is not None
+    )
+    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+        if start < end:
+            raise FormatError(
+                path,
+                f"entries {first!r} and {second!r} overlap (a zip bomb's trick)",
+                start,
+            )
+
+
+def _open_zip(path: str, file: BinaryIO) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(path)
+        return zipfile.ZipFile(file)
     except zipfile.BadZipFile as err:
         raise FormatError(path, f"not a zip archive ({err})") from None
     except (OSError, ValueError, EOFError, OverflowError, struct.error) as err:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -19,6 +20,9 @@ KINDS = ("llm",)
 METADATA_NAME = "metadata.json"
 MAX_METADATA_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 32
+# Runtimes read sizes and counts as 64-bit integers; a larger number is
+# either an attack or a value that a C++ reader silently wraps.
+MAX_JSON_INTEGER = (1 << 63) - 1
 
 
 @functools.cache
@@ -39,8 +43,11 @@ class SchemaProblem:
         return f"{self.pointer}: {self.message}" if self.pointer else self.message
 
 
-def parse(data: bytes) -> Any:
-    """Decode metadata bytes as JSON, or raise ValueError with a short reason."""
+def parse(data: bytes) -> dict[str, Any]:
+    """Decode metadata bytes as a JSON object, or raise ValueError with a short
+    reason. Beyond JSON, it refuses what no reader should have to hold: more
+    than MAX_METADATA_BYTES, nesting deeper than MAX_JSON_DEPTH, numbers
+    that do not fit 64 bits, and lone UTF-16 surrogates."""
     if len(data) > MAX_METADATA_BYTES:
         raise ValueError(
             f"is {len(data)} bytes, more than the {MAX_METADATA_BYTES} allowed"
@@ -52,11 +59,22 @@ def parse(data: bytes) -> Any:
     if _nesting(text) > MAX_JSON_DEPTH:
         raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        document = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
     except json.JSONDecodeError as err:
         raise ValueError(f"is not JSON: {err.msg} (line {err.lineno})") from None
-    except ValueError as err:  # huge integers, NaN
+    except _NumberError as err:
+        raise ValueError(str(err)) from None
+    except ValueError as err:  # NaN, Infinity
         raise ValueError(f"is not JSON: {err}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"is a JSON {_json_type(document)}, not an object")
+    _refuse_lone_surrogates(document)
+    return document
 
 
 def validate(document: Any) -> list[SchemaProblem]:
@@ -64,11 +82,22 @@ def validate(document: Any) -> list[SchemaProblem]:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
-    problems = [
-        SchemaProblem(_pointer(error.absolute_path), error.message)
-        for error in sorted(validator.iter_errors(document), key=_error_order)
-    ]
-    return problems
+    errors = sorted(validator.iter_errors(document), key=_error_order)
+    if _later_minor(document):
+        # A 1.x reader reads any later 1.y: fields it does not know are
+        # additions, not mistakes.
+        errors = [e for e in errors if e.validator != "additionalProperties"]
+    return [SchemaProblem(_pointer(e.absolute_path), e.message) for e in errors]
+
+
+def _later_minor(document: Any) -> bool:
+    try:
+        major, minor = str(document["format_version"]).split(".")
+        return int(major) == KNOWN_MAJOR and int(minor) > int(
+            FORMAT_VERSION.split(".")[1]
+        )
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def major_version(document: Any) -> int | None:
@@ -109,6 +138,55 @@ def _nesting(text: str) -> int:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
+
+
+class _NumberError(ValueError):
+    """A JSON number that no 64-bit reader holds."""
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NumberError(f"holds {_clip(literal)}, too large for a 64-bit float")
+    return value
+
+
+def _bounded_int(literal: str) -> int:
+    # Check the length first: int() of thousands of digits is slow, and past
+    # 4300 digits Python refuses it with a message about its own settings.
+    if len(literal.lstrip("-")) > 19 or abs(int(literal)) > MAX_JSON_INTEGER:
+        raise _NumberError(f"holds {_clip(literal)}, which does not fit in 64 bits")
+    return int(literal)
+
+
+def _clip(literal: str) -> str:
+    return literal if len(literal) <= 24 else f"{literal[:20]}… ({len(literal)} digits)"
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    # JSON escapes can spell half of a UTF-16 pair (\ud800); Python keeps it,
+    # and every later encode to UTF-8 (a report, a tokenizer) fails on it.
+    # The depth is bounded by MAX_JSON_DEPTH before this runs.
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            code = ord(value[err.start])
+            raise ValueError(
+                f"holds a lone surrogate (\\u{code:04x}), not a Unicode character"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_lone_surrogates(key)
+            _refuse_lone_surrogates(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_lone_surrogates(item)
 
 
 def _pointer(path: Any) -> str:

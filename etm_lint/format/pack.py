@@ -9,6 +9,7 @@ bundle fails with a one-line reason and leaves nothing behind.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from etm_lint.errors import EtmError
 from etm_lint.format import metadata as meta
+from etm_lint.format.source import open_regular
 from etm_lint.format.writer import MemberSource, file_digest, write_bundle
 
 PROGRAM_MEMBER = "model.pte"
@@ -27,6 +29,16 @@ TOKENIZER_MEMBERS = {
     "llama2c": "tokenizer.bin",
 }
 GENERATION_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens")
+HF_FILES = (
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+# tokenizer_config.json can list every added token (a few MB for a large
+# vocabulary); past this, a config file is not a config file.
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -50,8 +62,11 @@ def tokenizer_kind(path: Path) -> str:
         return "tekken"
     if name.endswith(".json"):
         return "huggingface"
-    with open(path, "rb") as handle:
-        head = handle.read(64)
+    try:
+        with open(open_regular(str(path)), "rb") as handle:
+            head = handle.read(64)
+    except OSError as err:
+        raise EtmError(f"{path}: {err.strerror}") from None
     if name.endswith(".bin"):
         return "llama2c"
     # A SentencePiece ModelProto starts with field 1 (pieces), a length-
@@ -142,6 +157,12 @@ def build_metadata(
     problems = meta.validate(document)
     if problems:
         raise EtmError(f"the bundle's metadata would be invalid: {problems[0]}")
+    try:
+        # What the reader would refuse (NaN, 1e400, 2**64, too large) is
+        # refused here, before a bundle nobody can read is written.
+        meta.parse(meta.dumps(document))
+    except ValueError as err:
+        raise EtmError(f"the bundle's metadata.json {err}") from None
     return document, members
 
 
@@ -179,8 +200,19 @@ def pack_bundle(
         generation=generation,
         name=name,
     )
+    if hf_dir is not None:
+        _refuse_overwriting(Path(out), Path(hf_dir))
     write_bundle(Path(out), document, members)
     return document
+
+
+def _refuse_overwriting(out: Path, hf_dir: Path) -> None:
+    # write_bundle guards the members; the folder's config files are inputs
+    # too, and renaming the bundle over one would destroy it.
+    for name in HF_FILES:
+        path = hf_dir / name
+        if out.exists() and path.exists() and os.path.samefile(out, path):
+            raise EtmError(f"{out}: refusing to overwrite an input ({path})")
 
 
 def _check_program(program: Path) -> None:
@@ -208,13 +240,33 @@ def _check_unique(members: list[MemberSource]) -> None:
 def _json_file(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
+    text = _text_file(path)
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EtmError(f"{path}: not readable JSON ({err})") from None
+        loaded = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise EtmError(f"{path}: not JSON ({err.msg}, line {err.lineno})") from None
+    except RecursionError:
+        raise EtmError(f"{path}: JSON nested too deeply to read") from None
+    except ValueError:  # Python refuses integers of over 4300 digits
+        raise EtmError(f"{path}: holds a number too long to read") from None
     if not isinstance(loaded, dict):
         raise EtmError(f"{path}: expected a JSON object")
     return loaded
+
+
+def _text_file(path: Path) -> str:
+    """A small UTF-8 file of a Hugging Face folder, or a one-line EtmError."""
+    try:
+        with open(open_regular(str(path)), "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise EtmError(f"{path}: {err.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise EtmError(f"{path}: larger than the {MAX_CONFIG_BYTES} bytes allowed")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise EtmError(f"{path}: not UTF-8 (byte {err.start})") from None
 
 
 def _template(folder: Path, config: dict[str, Any]) -> str | dict[str, str] | None:
@@ -222,7 +274,7 @@ def _template(folder: Path, config: dict[str, Any]) -> str | dict[str, str] | No
     # standalone file wins over the config's copy, as transformers reads it.
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
+        return _text_file(jinja)
     standalone = _json_file(folder / "chat_template.json")
     if standalone and "chat_template" in standalone:
         return _named_templates(standalone["chat_template"])

@@ -8,6 +8,7 @@ extracting it.
 from __future__ import annotations
 
 import os
+import stat
 from typing import Protocol
 
 from etm_lint.errors import EtmError, FormatError
@@ -32,11 +33,8 @@ class FileSource:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.name = os.fspath(path)
-        try:
-            self._fd = os.open(self.name, os.O_RDONLY)
-            self.size = os.fstat(self._fd).st_size
-        except OSError as err:
-            raise EtmError(f"{self.name}: {err.strerror}") from None
+        self._fd = open_regular(self.name)
+        self.size = os.fstat(self._fd).st_size
 
     def read(self, offset: int, length: int) -> bytes:
         return _checked_read(self, self._fd, 0, offset, length)
@@ -96,3 +94,21 @@ def _checked_read(
     if len(data) != length:
         raise FormatError(source.name, "file ended early", offset + len(data))
     return data
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of a regular file, or a one-line EtmError.
+
+    A FIFO would block the open itself (hence O_NONBLOCK, which a regular
+    file ignores) and a device never ends; neither is a bundle.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise EtmError(f"{path}: {err.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise EtmError(f"{path}: {what}")
+    return fd

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 from etm_lint.errors import EtmError
 from etm_lint.format.bundle import ALIGNMENT
 from etm_lint.format.metadata import METADATA_NAME, dumps
+from etm_lint.format.source import open_regular
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # Android's zipalign extra field id: 2 bytes of alignment, then zero padding.
@@ -42,13 +43,17 @@ class MemberSource:
 
 
 def file_digest(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a file, streamed."""
+    """Size and sha256 of a regular file, streamed; EtmError if unreadable."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(COPY_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    # Through open_regular: a FIFO or /dev/zero named model.pte never ends.
+    with open(open_regular(os.fspath(path)), "rb") as handle:
+        try:
+            while chunk := handle.read(COPY_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        except OSError as err:
+            raise EtmError(f"{path}: {err.strerror}") from None
     return size, digest.hexdigest()
 
 
@@ -60,16 +65,23 @@ def write_bundle(
     for member in members:
         if _same_file(member.path, out):
             raise EtmError(f"{out}: refusing to overwrite an input ({member.name})")
-    with (
-        _atomic_output(out) as handle,
-        zipfile.ZipFile(handle, "w", allowZip64=True) as archive,
-    ):
-        _write_small(archive, METADATA_NAME, dumps(metadata))
-        for member in members:
-            if member.aligned:
-                _write_aligned(archive, handle, member)
-            else:
-                _write_small(archive, member.name, member.path.read_bytes())
+    try:
+        with (
+            _atomic_output(out) as handle,
+            zipfile.ZipFile(handle, "w", allowZip64=True) as archive,
+        ):
+            _write_small(archive, METADATA_NAME, dumps(metadata))
+            for member in members:
+                if member.aligned:
+                    _write_aligned(archive, handle, member)
+                else:
+                    _write_small(archive, member.name, member.path.read_bytes())
+    except OSError as err:
+        # A full disk, a file size limit, an input that vanished: one line.
+        reason = err.strerror or str(err)
+        if err.filename and not str(err.filename).endswith(".partial"):
+            reason = f"{err.filename}: {reason}"
+        raise EtmError(f"{out}: not written ({reason})") from None
 
 
 def _zipinfo(name: str, compression: int) -> zipfile.ZipInfo:
