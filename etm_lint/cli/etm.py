@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 
 from etm_lint import __version__
 from etm_lint.cli import inspect as inspect_command
 from etm_lint.cli import pack as pack_command
+from etm_lint.cli import render as render_command
 from etm_lint.cli import unpack as unpack_command
 from etm_lint.errors import EtmError
 
@@ -30,6 +32,7 @@ COMMANDS = {
     "pack": pack_command,
     "inspect": inspect_command,
     "unpack": unpack_command,
+    "render": render_command,
 }
 
 
@@ -43,20 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _commands().values():
-        module.register(commands)  # type: ignore[attr-defined]
+    for module in COMMANDS.values():
+        module.register(commands)
     return parser
-
-
-def _commands() -> dict[str, object]:
-    found: dict[str, object] = dict(COMMANDS)
-    for name in ("render", "run"):
-        try:
-            found[name] = __import__(f"etm_lint.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as err:
-            if err.name != f"etm_lint.cli.{name}":
-                raise
-    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,8 +69,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    write_out(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_out(text: str) -> None:
+    """Write to stdout whatever the text holds.
+
+    A file name that is not UTF-8 reaches Python as lone surrogates, and so
+    can a string in a hostile file; a strict stdout would raise on them.
+    """
+    sys.stdout.write(printable(text))
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as escapes (``\\udcff``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that cleanup (``finally``, the
+    atomic writer's removal of its temporary file) runs as it does on
+    Ctrl-C; by default the process would die on the spot."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def entry() -> None:
+    exit_on_sigterm()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

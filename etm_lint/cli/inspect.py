@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import Any
 
 from etm_lint.errors import EtmError, FormatError
@@ -50,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
         print_json(report)
     else:
-        sys.stdout.write(_text(report))
+        from etm_lint.cli.etm import write_out
+
+        write_out(_text(report))
     return 0
 
 

@@ -230,14 +230,23 @@ def _colour(args: argparse.Namespace) -> bool:
 
 
 def _emit(report: str, output: str | None) -> None:
+    from etm_lint.cli.etm import printable, write_out
+
     if output is None:
-        sys.stdout.write(report)
+        write_out(report)
         return
     try:
-        Path(output).write_text(report, encoding="utf-8")
+        Path(output).write_text(printable(report), encoding="utf-8")
     except OSError as err:
         raise EtmError(f"{output}: cannot write the report ({err.strerror})") from None
 
 
 def entry() -> None:
+    from etm_lint.cli.etm import exit_on_sigterm
+
+    exit_on_sigterm()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from etm_lint.errors import EtmError
+from etm_lint.format.metadata import MAX_METADATA_BYTES
 from etm_lint.format.pack import pack_bundle
+from etm_lint.format.source import open_regular
 
 HELP = """\
 Build an .etm bundle. Special tokens, chat template and sampling defaults
@@ -25,6 +28,8 @@ example:
   etm pack --program model.pte --weights model.ptd --tokenizer tokenizer.model \\
       --bos '<s>' --eos '</s>' --num-bos 1 -o model.etm
 """
+# A template larger than metadata.json may be cannot be stored in one.
+MAX_TEMPLATE_BYTES = MAX_METADATA_BYTES
 
 
 def register(commands: Any) -> None:
@@ -62,10 +67,7 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     template = None
     if args.chat_template:
-        try:
-            template = Path(args.chat_template).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise EtmError(f"{args.chat_template}: cannot read ({err})") from None
+        template = _read_template(Path(args.chat_template), Path(args.output))
     tokens: dict[str, Any] = {}
     if args.bos is not None:
         tokens["bos"] = args.bos
@@ -100,3 +102,19 @@ def run(args: argparse.Namespace) -> int:
     members = 2 + len(document.get("weights", []))
     print(f"wrote {args.output} ({members} members + metadata.json)", file=sys.stderr)
     return 0
+
+
+def _read_template(path: Path, output: Path) -> str:
+    if output.exists() and path.exists() and os.path.samefile(path, output):
+        raise EtmError(f"{output}: refusing to overwrite an input (--chat-template)")
+    try:
+        with open(open_regular(str(path)), "rb") as handle:
+            data = handle.read(MAX_TEMPLATE_BYTES + 1)
+    except OSError as err:
+        raise EtmError(f"{path}: cannot read ({err.strerror})") from None
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise EtmError(f"{path}: larger than the {MAX_TEMPLATE_BYTES} bytes allowed")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise EtmError(f"{path}: not UTF-8 (byte {err.start})") from None
