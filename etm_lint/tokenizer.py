@@ -925,13 +925,33 @@ def _sentencepiece_reference(path: str) -> ReferenceTokenizer:
     )
 
 
+def _uncached(load: Callable[[str], dict[bytes, int]], path: str) -> dict[bytes, int]:
+    """``load(path)`` with tiktoken's file cache off.
+
+    By default tiktoken copies the file it reads into $TMPDIR/data-gym-cache,
+    keyed by its path, and later reads that copy: a file edited in place
+    would be compared as it was. An empty TIKTOKEN_CACHE_DIR turns the cache
+    off. ``path`` is absolute, so never holds "://" (which tiktoken would
+    fetch as a URL).
+    """
+    saved = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = ""
+    try:
+        return load(path)
+    finally:
+        if saved is None:
+            del os.environ["TIKTOKEN_CACHE_DIR"]
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = saved
+
+
 def _tiktoken_reference(path: str) -> ReferenceTokenizer | None:
     import tiktoken
     from pytorch_tokenizers.constants import CL100K_PAT_STR, LLAMA_SPECIAL_TOKENS
     from tiktoken.load import load_tiktoken_bpe
 
     try:
-        ranks = load_tiktoken_bpe(path)
+        ranks = _uncached(load_tiktoken_bpe, os.path.abspath(path))
         specials = {t: len(ranks) + i for i, t in enumerate(LLAMA_SPECIAL_TOKENS)}
         enc = tiktoken.Encoding(
             name=os.path.basename(path),

@@ -58,6 +58,8 @@ class Container(Protocol):
 
     def sha256(self, name: str) -> str: ...
 
+    def size(self, name: str) -> int: ...
+
 
 class BundleContainer:
     def __init__(self, bundle: Bundle):
@@ -83,6 +85,10 @@ class BundleContainer:
         if name not in self._digests:
             self._digests[name] = self.bundle.sha256(name)
         return self._digests[name]
+
+    def size(self, name: str) -> int:
+        # The directory's size bounds what is inflated: reading past it fails.
+        return self.bundle.member(name).size
 
 
 def bundle_names(bundle: Bundle) -> list[str]:
@@ -115,6 +121,9 @@ class FolderContainer:
         from etm_lint.format.writer import file_digest
 
         return file_digest(self.files[name])[1]
+
+    def size(self, name: str) -> int:
+        return self.files[name].stat().st_size
 
 
 class Target:
@@ -250,6 +259,21 @@ class Target:
         entry = self.tokenizer_entry
         if entry is None or self.container is None:
             return None, None
+        from etm_lint.tokenizer import DEFAULT_MAX_BYTES
+
+        # Refused before a byte is extracted or hashed: the size metadata.json
+        # declares, and the size the member really inflates to (a bomb may
+        # declare a small one).
+        try:
+            sizes = [entry.get("size"), self.container.size(entry["member"])]
+        except (EtmError, OSError) as err:
+            return None, f"{self.path}: {entry['member']}: {err}"
+        size = max(s for s in sizes if isinstance(s, int))
+        if size > DEFAULT_MAX_BYTES:
+            return None, (
+                f"{self.path}: {entry['member']}: {size} bytes is more than a "
+                f"tokenizer may be ({DEFAULT_MAX_BYTES} bytes); not extracted"
+            )
         try:
             return self.container.local_path(entry["member"], None), None
         except EtmError as err:

@@ -46,6 +46,7 @@ class _Probe:
         self.strict: dict[str, str | TemplateError] = {}
         self.variables: dict[str, str | None] = {}
         self.cases: dict[str, ProbeCase] = {}
+        self.limit_hit: TemplateError | None = None
         chat_template = target.chat_template
         if chat_template is None:
             return
@@ -64,9 +65,16 @@ class _Probe:
             "pad_token": tokens.get("pad"),
             "unk_token": tokens.get("unk"),
         }
-        self.cases = {c.name: c for c in _cases(self.template)}
+        self.cases = {c.name: c for c in probe_cases(template)}
         for name, case in self.cases.items():
-            self.rendered[name] = self._render(case, strict=False)
+            result = self._render(case, strict=False)
+            self.rendered[name] = result
+            if isinstance(result, TemplateError) and result.kind in LIMITS:
+                # One conversation that runs out of time or room is enough to
+                # report; rendering the others would spend the limit again
+                # for each of them.
+                self.limit_hit = result
+                break
 
     def _render(self, case: ProbeCase, strict: bool) -> str | TemplateError:
         assert self.template is not None
@@ -88,13 +96,6 @@ class _Probe:
         return self.strict[name]
 
 
-def _cases(template: str) -> tuple[ProbeCase, ...]:
-    try:
-        return probe_cases(template)
-    except TemplateError:
-        return ()
-
-
 def probe_prompt(target: Target, case: str = "user+gen") -> str | None:
     """The rendered prompt of one standard conversation, if it renders."""
     result = _probe(target).rendered.get(case)
@@ -104,7 +105,7 @@ def probe_prompt(target: Target, case: str = "user+gen") -> str | None:
 def turn_marker(target: Target) -> str | None:
     """The token that ends an assistant turn in this bundle's template."""
     probe = _probe(target)
-    if probe.template is None or target.tokenizer is None:
+    if probe.template is None or probe.limit_hit or target.tokenizer is None:
         return None
     try:
         text = end_of_turn_marker(
