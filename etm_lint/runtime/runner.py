@@ -63,6 +63,7 @@ first token when the callback cannot be used.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import importlib.util
@@ -86,6 +87,10 @@ _FORWARD_CACHE_SIZE = 64
 # Prompt tokens decoded before the generated ones, so the text keeps the
 # leading space the first generated piece carries.
 _DECODE_CONTEXT = 8
+
+
+class _SplitCharacter(Exception):
+    """A streamed piece was part of a character; the callback could not run."""
 
 
 class RunnerError(EtmError, RuntimeError):
@@ -130,6 +135,8 @@ class Generation:
     stop_token: int | None
     timing: Timing
     runner_text: str | None = None
+    # The raw prompt text the runner was given (a rendered chat, for messages).
+    prompt: str = ""
 
 
 # ------------------------------------------------------------ native output
@@ -347,11 +354,58 @@ class _Pieces:
     stats: dict[str, int]
 
 
+_BYTE_NAME = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+class _Stream:
+    """Text for an ``on_text`` hook, as the runner streams it, one piece behind.
+
+    The newest piece is held until the next one comes, so the stop token's
+    piece (which the runner passes on) is never shown. SentencePiece byte
+    pieces, which the runner streams by name (``<0xC3>``), become their bytes
+    when ``byte_names``, and bytes are shown once they make whole characters.
+    """
+
+    def __init__(self, sink: Callable[[str], None], byte_names: bool):
+        self._sink, self._byte_names = sink, byte_names
+        self._held: str | None = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.shown = ""
+
+    def feed(self, piece: str) -> None:
+        if self._held is not None:
+            self._show(self._held)
+        self._held = piece
+
+    def finish(self, drop_last: bool) -> None:
+        if self._held is not None and not drop_last:
+            self._show(self._held)
+        self._held = None
+        self.write(self._decoder.decode(b"", final=True))
+
+    def _show(self, piece: str) -> None:
+        name = _BYTE_NAME.fullmatch(piece) if self._byte_names else None
+        data = bytes([int(name.group(1), 16)]) if name else piece.encode("utf-8")
+        self.write(self._decoder.decode(data))
+
+    def write(self, text: str) -> None:
+        if text:
+            self.shown += text
+            self._sink(text)
+
+
 class _StopWatch:
     """The runner's callbacks: a clock reading per piece, stop strings, Stats."""
 
-    def __init__(self, runner: Any, stop: tuple[str, ...], pieces: _Pieces):
+    def __init__(
+        self,
+        runner: Any,
+        stop: tuple[str, ...],
+        pieces: _Pieces,
+        stream: _Stream | None = None,
+    ):
         self._runner, self._stop, self._pieces = runner, stop, pieces
+        self._stream = stream
         self._text = ""
         self._stopped = False
 
@@ -364,6 +418,8 @@ class _StopWatch:
             return
         self._pieces.stamps.append(now)
         self._pieces.texts.append(piece)
+        if self._stream is not None:
+            self._stream.feed(piece)
         if self._stop:
             self._text += piece
             if _has_stop(self._text, self._stop):
@@ -507,6 +563,7 @@ class LoadedModel:
         num_bos: int = 0,
         num_eos: int = 0,
         stop: Sequence[str] = (),
+        on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         """Generate from raw ``prompt`` text on the runner.
 
@@ -514,11 +571,23 @@ class LoadedModel:
         ``temperature`` is in [0, 1] (the runner's range); above 0 the
         runner seeds its sampler from the wall clock, so results are not
         reproducible and ``token_ids`` is empty (see the module docstring).
+
+        ``on_text`` is called with the text as the runner streams it, from
+        inside the runner's callback while fds 1 and 2 are captured (write to
+        a saved descriptor to show it). A streamed generation is the
+        runner's one run, so ``token_ids`` is empty at any temperature,
+        unless a piece that splits a character ends the streaming at
+        temperature 0: the exact ids are then made as without ``on_text``,
+        and the rest of their text is streamed at once.
         """
         stop = tuple(stop)
-        _check_arguments(prompt, max_new_tokens, temperature, num_bos, num_eos, stop)
+        check_arguments(prompt, max_new_tokens, temperature, num_bos, num_eos, stop)
         prompt_ids = self._encode(prompt, num_bos, num_eos)
         limit = self._resolve_limit(max_new_tokens, len(prompt_ids))
+        if on_text is not None:
+            return self._streamed(
+                prompt, prompt_ids, limit, temperature, num_bos, num_eos, stop, on_text
+            )
         if temperature > 0:
             return self._sampled(
                 prompt, prompt_ids, limit, temperature, num_bos, num_eos, stop
@@ -577,6 +646,33 @@ class LoadedModel:
             runner_text=runner_text,
         )
 
+    def _streamed(
+        self,
+        prompt: str,
+        prompt_ids: list[int],
+        limit: int,
+        temperature: float,
+        num_bos: int,
+        num_eos: int,
+        stop: tuple[str, ...],
+        on_text: Callable[[str], None],
+    ) -> Generation:
+        from etm_lint.tokenizer import TokenizerKind
+
+        byte_names = self._tokenizer.kind is TokenizerKind.SENTENCEPIECE
+        stream = _Stream(on_text, byte_names)
+        try:
+            return self._sampled(
+                prompt, prompt_ids, limit, temperature, num_bos, num_eos, stop, stream
+            )
+        except _SplitCharacter:
+            if temperature > 0:
+                raise self._split_error(None) from None
+        exact = self._greedy(prompt, prompt_ids, limit, num_bos, num_eos, stop)
+        if exact.text.startswith(stream.shown):
+            stream.write(exact.text[len(stream.shown) :])
+        return exact
+
     def _sampled(
         self,
         prompt: str,
@@ -586,9 +682,16 @@ class LoadedModel:
         num_bos: int,
         num_eos: int,
         stop: tuple[str, ...],
+        stream: _Stream | None = None,
     ) -> Generation:
         config = self._config(limit, temperature, num_bos, num_eos)
-        pieces = self._run(prompt, config, stop=stop, tolerate_partial=False)
+        if stream is None:
+            pieces = self._run(prompt, config, stop=stop, tolerate_partial=False)
+        else:
+            try:
+                pieces = self._run_once(prompt, config, stop, True, stream)
+            except UnicodeDecodeError:
+                raise _SplitCharacter from None
         texts = pieces.texts
         joined = "".join(texts)
         if stop and _has_stop(joined, stop):
@@ -599,8 +702,12 @@ class LoadedModel:
             joined = "".join(texts[:-1])
         else:
             reason, stop_token = "length", None
+        text = joined
+        if stream is not None:
+            stream.finish(drop_last=reason == "eos")
+            text = stream.shown
         return Generation(
-            text=joined,
+            text=text,
             token_ids=(),
             prompt_ids=tuple(prompt_ids),
             stop_reason=reason,
@@ -662,19 +769,27 @@ class LoadedModel:
             return self._run_once(prompt, config, stop, with_callback=True)
         except UnicodeDecodeError as err:
             if not tolerate_partial:
-                raise RunnerError(
-                    f"{os.path.basename(self.program)}: the runner streamed a "
-                    f"piece that is not whole UTF-8 ({err.object!r}); at "
-                    "temperature > 0 its ids cannot be replayed to decode it; "
-                    "use temperature 0"
-                ) from None
+                raise self._split_error(err.object) from None
         return self._run_once(prompt, config, stop, with_callback=False)
 
+    def _split_error(self, piece: bytes | None) -> RunnerError:
+        shown = f" ({piece!r})" if piece is not None else ""
+        return RunnerError(
+            f"{os.path.basename(self.program)}: the runner streamed a piece that "
+            f"is not whole UTF-8{shown}; at temperature > 0 its ids cannot be "
+            "replayed to decode it; use temperature 0"
+        )
+
     def _run_once(
-        self, prompt: str, config: Any, stop: tuple[str, ...], with_callback: bool
+        self,
+        prompt: str,
+        config: Any,
+        stop: tuple[str, ...],
+        with_callback: bool,
+        stream: _Stream | None = None,
     ) -> _Pieces:
         pieces = _Pieces([], [], {})
-        watch = _StopWatch(self._runner, stop, pieces)
+        watch = _StopWatch(self._runner, stop, pieces, stream)
         callback = watch.on_piece if with_callback else None
         with captured() as log:
             self._runner.reset()
@@ -741,7 +856,7 @@ def _plus_one(value: int | None) -> str:
     return "?" if value is None else str(value + 1)
 
 
-def _check_arguments(
+def check_arguments(
     prompt: str,
     max_new_tokens: int | None,
     temperature: float,
