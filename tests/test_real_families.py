@@ -129,6 +129,12 @@ PHI35_HF = {
     "special_tokens_map.json": f"{CHAT}/phi3.5-mini-instruct__special_tokens_map.json",
 }
 PHI3_TOKENIZER = f"{TOKS}/ortx-phi-3-mini__tokenizer.json"
+# Phi-4 mini reasoning as ExecuTorch's MediaTek example vendors it.
+PHI4_HF = {
+    "tokenizer_config.json": f"{CHAT}/phi-4-mini-reasoning__tokenizer_config.json",
+    "special_tokens_map.json": f"{CHAT}/phi-4-mini-reasoning__special_tokens_map.json",
+}
+PHI4_CONFIG = f"{CHAT}/phi-4-mini-reasoning__config.json"
 GEMMA2_HF = {
     "tokenizer_config.json": f"{CHAT}/gemma2_2b_it__tokenizer_config.json",
     "special_tokens_map.json": f"{CHAT}/gemma2_2b_it__special_tokens_map.json",
@@ -320,7 +326,7 @@ CASES = (
     # -- Phi-3 -----------------------------------------------------------------
     Case(
         name="phi-3-mini/eos-from-tokenizer_config",
-        family="Phi-3",
+        family="Phi-3 and Phi-4",
         vocab=32011,
         tokenizer=PHI3_TOKENIZER,
         hf=PHI3_HF,
@@ -338,7 +344,7 @@ CASES = (
     ),
     Case(
         name="phi-3-mini/eos-from-generation_config",
-        family="Phi-3",
+        family="Phi-3 and Phi-4",
         vocab=32011,
         tokenizer=PHI3_TOKENIZER,
         hf=PHI3_HF,
@@ -349,7 +355,7 @@ CASES = (
     ),
     Case(
         name="phi-3.5-mini-instruct/eos-from-config.json",
-        family="Phi-3",
+        family="Phi-3 and Phi-4",
         vocab=32011,
         tokenizer=PHI3_TOKENIZER,
         hf=PHI35_HF,
@@ -362,6 +368,22 @@ CASES = (
             ("ETM402", "ends a turn with '<|end|>' (id 32007)"),
             LOOSE_BOS,
             LOOSE_EOS,
+        ),
+    ),
+    Case(
+        name="phi-4-mini-reasoning (special tokens only)",
+        family="Phi-3 and Phi-4",
+        vocab=200064,
+        tokenizer=None,
+        hf=PHI4_HF,
+        config=PHI4_CONFIG,
+        bos=199999,
+        eos=(199999,),
+        eos_from="tokenizer_config.json",
+        vocab_from=PHI4_CONFIG,
+        expect=(
+            ("ETM303", "the tokenizer uses 200029; 35 padding rows"),
+            ("ETM402", "ends a turn with '<|end|>' (id 200020)"),
         ),
     ),
     # -- Qwen 2, 2.5 and 3 (special tokens only) --------------------------------
