@@ -1156,14 +1156,74 @@ def test_a_refused_reference_is_reported_without_cache_paths(
     assert os.environ["ETM_CACHE_DIR"] not in said
 
 
-def test_olmo2_alone_resolves_eos_to_a_regular_token(real: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "token", "special"),
+    [
+        ("litert-lm-smollm__tokenizer.json", "<|endoftext|>", True),
+        (
+            "olmo__allenai_eleuther-ai-gpt-neox-20b-pii-special.json",
+            "<|endoftext|>",
+            True,
+        ),
+        ("olmo__allenai_dolma2.json", "!", False),
+    ],
+)
+def test_a_tokenizer_alone_gives_the_runtime_this_eos(
+    name: str, token: str, special: bool, real: Path
+) -> None:
+    """Where a program has no get_eos_ids, the runner stops on the EOS its
+    tokenizer loader resolves: the text end for SmolLM2 and OLMo 1, a
+    regular token for OLMo 2."""
     from tokenizers import Tokenizer
 
-    path = REAL / TOKS / "olmo__allenai_dolma2.json"
-    assert native_ids(path) == (0, 0)
+    path = REAL / TOKS / name
+    bos, eos = native_ids(path)
     reference = Tokenizer.from_file(str(path))
-    assert reference.id_to_token(0) == "!"
-    assert 0 not in reference.get_added_tokens_decoder()
+    assert (reference.id_to_token(bos), reference.id_to_token(eos)) == (token, token)
+    assert (eos in reference.get_added_tokens_decoder()) == special
+
+
+@pytest.mark.runtime
+def test_falcon_in_a_bundle_folder_loads_as_a_tiktoken_that_encodes_nothing(
+    real: Path, tmp_path: Path
+) -> None:
+    """The runner's loaders, in its order, on Falcon's tokenizer.json in a
+    folder (as a bundle hands it over): the Hugging Face loader refuses it,
+    and the tiktoken loader takes the folder as an empty file, keeping only
+    its 256 special tokens, so every character becomes id 0."""
+    from pytorch_tokenizers import pytorch_tokenizers_cpp as native
+
+    shutil.copyfile(
+        REAL / TOKS / "ortx-falcon__tokenizer.json", tmp_path / "tokenizer.json"
+    )
+    with pytest.raises(RuntimeError):
+        native.HFTokenizer().load(str(tmp_path))
+    fallback = native.Tiktoken()
+    fallback.load(str(tmp_path))
+    assert fallback.vocab_size() == 256
+    assert fallback.encode("hello", 0, 0) == [0, 0, 0, 0, 0]
+
+
+@pytest.mark.runtime
+def test_gemma3s_extra_token_is_past_the_programs_embedding(
+    export_root: Path,
+) -> None:
+    """Gemma 3's tokenizer config declares id 262144; ExecuTorch refuses to
+    run the family's program on it, and runs it on the last id it scores."""
+    import torch
+    from executorch.runtime import Runtime
+
+    case = next(c for c in CASES if c.vocab == 262144)
+    declared = added_tokens(case)
+    assert declared["<image_soft_token>"] == case.vocab
+    program = Runtime.get().load_program(
+        str(programs_for(export_root, case.vocab)[case.name])
+    )
+    forward = program.load_method("forward")
+    last = forward.execute([torch.tensor([[case.vocab - 1]]), torch.arange(1)])
+    assert tuple(last[0].shape) == (1, 1, case.vocab)
+    with pytest.raises(RuntimeError):
+        forward.execute([torch.tensor([[case.vocab]]), torch.arange(1)])
 
 
 @pytest.mark.xfail(
