@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 DOCS = REPO / "docs" / "performance.md"
 STARTUP_BUNDLE = EXAMPLES / "stories260K.etm"
+SKIPPABLE = ("hashes", "tools", "golden", "harness")
 FOLDER = "folder"  # a loose-files layout, beside models.LAYOUTS
 LINT_TARGET = 1.5
 HASH_TARGET = 1.3
@@ -131,6 +132,7 @@ def measure_all(
     builds: Sequence[models.Built],
     repeat: int,
     space: bench_lint.Workspace,
+    skip: Sequence[str] = (),
 ) -> Results:
     plan = SMOKE_PLAN if mode == "smoke" else FULL_PLAN
     load_before = os.getloadavg()[0]
@@ -138,26 +140,34 @@ def measure_all(
     pairs = [(subject.label, subject.path) for subject in subjects]
     lint = bench_lint.lint_costs(pairs, repeat, space)
     hashes = []
-    for subject in _largest(subjects):
+    for subject in [] if "hashes" in skip else _largest(subjects):
         _log(f"hashing {subject.label}")
         hashes.append(bench_lint.hashing(subject.label, subject.path, repeat, space))
     tools = None
-    program = _tools_program(subjects, builds)
+    program = None if "tools" in skip else _tools_program(subjects, builds)
     if program is not None:
         _log(f"reading {program} with etm inspect, the runtime and exir")
         tools = bench_tools.compare(program, repeat, space)
     _log("start-up")
     start = bench_lint.startup(STARTUP_BUNDLE, repeat, space)
-    counts = ", ".join(map(str, plan.golden_counts))
-    _log(f"golden files of {counts} cases on {GOLDEN_BUNDLE.name}")
-    golden = bench_golden.golden_costs(
-        GOLDEN_BUNDLE, plan.golden_counts, plan.golden_tokens, repeat, space
-    )
-    chosen = _harness_bundle(subjects, builds)
-    _log(f"the harness against TextLLMRunner on {chosen}")
-    harness = bench_golden.harness(
-        chosen, plan.harness_tokens, plan.harness_runs, plan.harness_open_runs, space
-    )
+    golden: list[bench_golden.GoldenRow] = []
+    if "golden" not in skip:
+        counts = ", ".join(map(str, plan.golden_counts))
+        _log(f"golden files of {counts} cases on {GOLDEN_BUNDLE.name}")
+        golden = bench_golden.golden_costs(
+            GOLDEN_BUNDLE, plan.golden_counts, plan.golden_tokens, repeat, space
+        )
+    harness = None
+    if "harness" not in skip:
+        chosen = _harness_bundle(subjects, builds)
+        _log(f"the harness against TextLLMRunner on {chosen}")
+        harness = bench_golden.harness(
+            chosen,
+            plan.harness_tokens,
+            plan.harness_runs,
+            plan.harness_open_runs,
+            space,
+        )
     return Results(
         mode=mode,
         subjects=tuple(subjects),
@@ -553,6 +563,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-docs", action="store_true", help="write no Markdown")
     parser.add_argument("--json", type=Path, help="write the raw results as JSON")
     parser.add_argument("--strict", action="store_true", help="exit 1 on a miss")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help=f"comma-separated parts to leave out: {', '.join(SKIPPABLE)}",
+    )
     return parser.parse_args(argv)
 
 
@@ -562,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeat = args.repeat or (1 if args.smoke else 5)
     builds: list[models.Built] = []
     mode = "smoke" if args.smoke else "full"
+    skip = models.split(args.skip, SKIPPABLE)
     with tempfile.TemporaryDirectory(prefix="etm-bench-") as folder:
         space = bench_lint.Workspace(Path(folder))
         if args.smoke:
@@ -569,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sizes = models.split(args.sizes, list(models.SIZES))
             subjects, builds = full_subjects(args.cache, sizes, space)
-        results = measure_all(mode, subjects, builds, repeat, space)
+        results = measure_all(mode, subjects, builds, repeat, space, skip)
     found = checks(results)
     print(render_text(results, found, command))
     _write_outputs(args, results, found, command)
