@@ -61,7 +61,7 @@ def test_smoke_run_measures_every_bundle(tmp_path: Path) -> None:
         "Ratios measured in this run, beside their targets",
         "Lint cost by bundle size",
         "Hash verification (etm-lint --verify-hashes) against sha256sum",
-        "Start-up: etm-lint stories260K.etm",
+        "Start-up: etm-lint good.etm",
     ):
         assert title in printed
     assert "stories260K_ext" in printed

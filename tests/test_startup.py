@@ -2,7 +2,8 @@
 
 ``import executorch.runtime`` alone takes 7-11 s, so a linter that pulled it
 in could never start fast, and the base install has neither package. The
-lint runs here in a fresh interpreter on the example bundles; afterwards
+lint runs here in a fresh interpreter on the small fixture and the example
+bundles; afterwards
 that interpreter reports which top-level packages ``sys.modules`` holds.
 No timing is asserted: ``python -m benchmarks.run`` measures start-up.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, FIXTURES
 
 HEAVY = ("torch", "executorch")
 CHILD = """\
@@ -45,13 +46,21 @@ def lint_in_fresh_interpreter(args: list[str], cwd: Path) -> dict[str, object]:
     return report
 
 
-@pytest.mark.parametrize("name", ["stories260K.etm", "stories260K_ext.etm"])
+BUNDLES = {
+    # The small fixture whose clean lint the start-up benchmark times.
+    "good.etm": FIXTURES / "good.etm",
+    "stories260K.etm": EXAMPLES / "stories260K.etm",
+    "stories260K_ext.etm": EXAMPLES / "stories260K_ext.etm",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLES))
 @pytest.mark.parametrize("extra", [[], ["--verify-hashes"]], ids=["default", "hashes"])
 def test_lint_imports_neither_torch_nor_executorch(
     tmp_path: Path, name: str, extra: list[str]
 ) -> None:
     report = lint_in_fresh_interpreter(
-        ["--no-config", *extra, str(EXAMPLES / name)], tmp_path
+        ["--no-config", *extra, str(BUNDLES[name])], tmp_path
     )
     # A crash would end the lint before the rules that load tokenizers and
     # templates, and prove nothing about them.
