@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import EXAMPLES, FIXTURES, STORIES
 
 STORIES_ETM = EXAMPLES / "stories260K.etm"
 STORIES_EXT = EXAMPLES / "stories260K_ext.etm"
 GOOD = FIXTURES / "good.etm"
+CHAT = EXAMPLES / "chat.golden.yaml"
 SPEED = re.compile(
     r"^(?P<name>\S+\.etm): (?P<count>\d+) tokens, stopped by (?P<stop>\S+)"
     r"(?: \(id \d+\))?; load \d+\.\d\d s, first token \d+\.\d ms, "
@@ -136,6 +138,45 @@ def test_messages_go_through_the_chat_template(tmp_path: Path) -> None:
     assert report["text"] == hf.decode(report["token_ids"], skip_special_tokens=False)
     # Streamed by the runner, decoded from the exact ids: the same text.
     assert done.stdout == report["text"] + ("\n" if report["text"][-1:] != "\n" else "")
+
+
+def test_control_characters_reach_a_terminal_escaped(tmp_path: Path) -> None:
+    """The good bundle's random model answers with control characters.
+
+    Its greedy answer to this chat starts with the bytes 0x10 and 0x1D (the
+    text recorded in examples/chat.golden.yaml); a terminal gets escapes.
+    """
+    import pty
+
+    pytest.importorskip("executorch.extension.llm.runner")
+    chat = yaml.safe_load(CHAT.read_text())["cases"][1]
+    recorded = chat["expect"]["text"]
+    assert recorded.startswith("\x10vindsa\x1d")
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps(chat["messages"]))
+    leader, follower = pty.openpty()
+    args = [GOOD, "--messages", path, "--temperature", "0", "--max-new-tokens", "6"]
+    with subprocess.Popen(
+        [sys.executable, "-c", MAIN, "run", *[str(a) for a in args]],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1"},
+    ) as child:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert child.wait(timeout=300) == 0
+    os.close(leader)
+    text = shown.decode()
+    assert text.startswith("\\x10vindsa\\x1d"), text
+    assert not [c for c in text if ord(c) < 0x20 and c not in "\r\n"]
 
 
 @pytest.mark.parametrize(

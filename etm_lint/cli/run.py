@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from typing import Any
 from etm_lint.errors import EtmError
 
 MAX_MESSAGES_BYTES = 16 * 1024 * 1024
+# Control characters a terminal would act on (escape sequences, carriage
+# return, backspace): a model can emit any of them. Tab and newline pass.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def register(commands: Any) -> None:
@@ -93,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         out.write(json.dumps(_as_json(generation), indent=2, ensure_ascii=False))
     out.end_line()
     out.close()
-    print(speed_line(Path(args.bundle).name, generation, model.load_s), file=sys.stderr)
+    name = visible(Path(args.bundle).name)
+    print(speed_line(name, generation, model.load_s), file=sys.stderr)
     return 0
 
 
@@ -144,12 +149,14 @@ class _Output:
     """Text to the real stdout, from inside the runner's captured descriptors.
 
     ``echo`` (the prompt) is written with the first text, so a run that
-    fails before generating prints nothing on stdout.
+    fails before generating prints nothing on stdout. On a terminal, control
+    characters are shown as ``\\xNN`` escapes; a pipe gets the text as it is.
     """
 
     def __init__(self, echo: str = "") -> None:
         sys.stdout.flush()
         self._fd = os.dup(sys.stdout.fileno())
+        self._terminal = os.isatty(self._fd)
         self._echo = echo
         self._closed = False
         self._last = "\n"
@@ -159,6 +166,8 @@ class _Output:
             text, self._echo = self._echo + text, ""
         if self._closed or not text:
             return
+        if self._terminal:
+            text = visible(text)
         data = text.encode("utf-8", "replace")
         try:
             while data:
@@ -176,6 +185,11 @@ class _Output:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def visible(text: str) -> str:
+    """``text`` with the control characters a terminal acts on escaped."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def speed_line(name: str, generation: Any, load_s: float) -> str:
