@@ -5,10 +5,11 @@ loose folder) is built from that family's own tokenizer, tokenizer_config,
 template and generation config, with a tiny Llama exported for real at the
 family's vocabulary size (``tests/real_export.py``), and linted. No family
 borrows another's tokenizer: where the corpus has a family's
-``tokenizer_config.json`` but no tokenizer file (Qwen, Gemma, SmolLM3), a
-loose folder gets a ``tokenizer.json`` holding only the special tokens that
-config declares, at the ids it declares, and the rules that would read the
-missing regular vocabulary are not run (``SPECIAL_ONLY_SKIPS``).
+``tokenizer_config.json`` but no tokenizer file (Qwen, Gemma, SmolLM3,
+Phi-4 mini reasoning), a loose folder gets a ``tokenizer.json`` holding only
+the special tokens that config declares, at the ids it declares, and the
+rules that would read the missing regular vocabulary are not run
+(``SPECIAL_ONLY_SKIPS``).
 
 Expected values do not come from the linter. The program's constants are
 checked against the file named as their source and against the runtime's
