@@ -135,7 +135,13 @@ def pytest_collection_modifyitems(
     from pytest_etm.lint import lint_items
 
     every = golden.targets(config, bundle_paths(config))
-    items.extend(lint_items(session, [(t.path, t.label) for t in every]))
+    added = list(lint_items(session, [(t.path, t.label) for t in every]))
+    items.extend(added)
+    # Made after collection, so reported as collected here: the terminal's
+    # "collected N items" counts them then.
+    session.ihook.pytest_collectreport(
+        report=pytest.CollectReport("", "passed", None, added)
+    )
 
 
 @pytest.hookimpl(wrapper=True)

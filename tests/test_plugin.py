@@ -504,6 +504,7 @@ def test_lint_findings_are_test_items(rules: None, pytester: pytest.Pytester) ->
     result.assert_outcomes(passed=11, failed=1)
     result.stdout.fnmatch_lines(
         [
+            "*collected 12 items",
             "*etm-lint-container?stories260K.etm? PASSED*",
             "*etm-lint-bos-eos?eos_missing_eot.etm? FAILED*",
         ]
