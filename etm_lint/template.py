@@ -26,6 +26,7 @@ import json
 import re
 import string
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import datetime
@@ -982,7 +983,7 @@ class CompiledTemplate:
     @functools.cached_property
     def variables(self) -> frozenset[str]:
         """Names the template reads without setting them itself."""
-        ast = self.jinja_template.environment.parse(self.source)
+        ast = _parse(self.jinja_template.environment, self.source)
         return frozenset(jinja2.meta.find_undeclared_variables(ast))
 
 
@@ -1012,7 +1013,7 @@ def _compile_cached(template: str, strict: bool) -> CompiledTemplate:
     token = _STATE.set(folding)
     environment = _environment(strict)
     try:
-        ast = environment.parse(template)
+        ast = _parse(environment, template)
         _refuse_large(ast)
         compiled = environment.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:
@@ -1027,6 +1028,15 @@ def _compile_cached(template: str, strict: bool) -> CompiledTemplate:
     finally:
         _STATE.reset(token)
     return CompiledTemplate(template, compiled, strict)
+
+
+def _parse(environment: jinja2.Environment, template: str) -> nodes.Template:
+    with warnings.catch_warnings():
+        # Jinja's lexer decodes string literals with Python's escapes, and
+        # Python warns of an unknown one ('\\q'): the template's business, and
+        # an exception under -W error.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return environment.parse(template)
 
 
 def _refuse_large(ast: nodes.Template) -> None:
