@@ -1,0 +1,1 @@
+"""Hostile input: a corpus of malicious files and the guarantees over it."""
