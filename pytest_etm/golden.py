@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 SUFFIXES = (".golden.yaml", ".golden.yml")
 MAX_FILE_BYTES = 4 * 1024 * 1024
+# Values (scalars, lists, mappings) a file may hold with aliases expanded.
+MAX_VALUES = 1_000_000
 SETTING_KEYS = (
     "max_new_tokens",
     "temperature",
@@ -153,6 +155,7 @@ def _compose(text: str, path: Path) -> tuple[Any, Any]:
         if node is None:
             raise GoldenError(f"{path}: the file is empty")
         _no_duplicates(node, path)
+        _bounded(node, path)
         return node, loader.construct_document(node)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -182,6 +185,41 @@ def _no_duplicates(node: Any, path: Path) -> None:
                 pending.append(value)
         elif isinstance(current, yaml.SequenceNode):
             pending.extend(current.value)
+
+
+def _bounded(node: Any, path: Path) -> None:
+    # Aliases share a node, so a few lines can stand for a billion values
+    # once a case's messages or expectations are copied out; count the
+    # values as they would be, each shared node counted once (post-order).
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(node, False)]
+    while stack:
+        current, finished = stack.pop()
+        key = id(current)
+        if finished:
+            open_nodes.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in _children(current))
+            sizes[key] = min(total, MAX_VALUES + 1)
+        elif key in open_nodes:
+            line = current.start_mark.line + 1
+            raise GoldenError(f"{path}:{line}: an alias refers to itself")
+        elif key not in sizes:
+            open_nodes.add(key)
+            stack.append((current, True))
+            stack.extend((child, False) for child in _children(current))
+    if sizes[id(node)] > MAX_VALUES:
+        raise GoldenError(
+            f"{path}: more than {MAX_VALUES} values once its aliases are expanded"
+        )
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _value(node: Any, key: str) -> Any:

@@ -283,6 +283,23 @@ def test_a_broken_bundle_fails_its_items_in_one_line(
     assert "Traceback" not in result.stdout.str()
 
 
+# Nine lines that stand for 10**9 message values once the aliases are copied.
+BOMB = "\n".join(
+    [
+        "cases:",
+        "  - name: bomb",
+        "    messages:",
+        "      - role: user",
+        "        content:",
+        "          a0: &a0 [x, x, x, x, x, x, x, x, x, x]",
+        *(
+            f"          a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]"
+            for i in range(1, 9)
+        ),
+    ]
+)
+
+
 def test_a_broken_golden_file_is_one_line(pytester: pytest.Pytester) -> None:
     bad = pytester.makefile(
         ".golden.yaml",
@@ -290,6 +307,8 @@ def test_a_broken_golden_file_is_one_line(pytester: pytest.Pytester) -> None:
         syntax="cases:\n  - name: a\n    prompt: [Hi\n",
         twice="cases:\n  - name: a\n    prompt: Hi\n    expect:\n"
         "      text: x\n      text: y\n",
+        bomb=BOMB,
+        loop="cases:\n  - &c {name: a, prompt: [*c]}\n",
     )
     assert bad.is_file()
     result = _run(pytester, "--etm", STORIES_ETM, ".")
@@ -299,6 +318,8 @@ def test_a_broken_golden_file_is_one_line(pytester: pytest.Pytester) -> None:
             "*syntax.golden.yaml:3: not valid YAML (expected ',' or ']', *)",
             "*typo.golden.yaml:2: case 'a': unknown key 'expcet' (known: name, *)",
             "*twice.golden.yaml:6: duplicate key 'text'",
+            "*bomb.golden.yaml: more than 1000000 values once its aliases are expanded",
+            "*loop.golden.yaml:2: an alias refers to itself",
         ]
     )
     assert "Traceback" not in result.stdout.str()
