@@ -12,6 +12,7 @@ from etm_lint import __version__
 from etm_lint.cli import inspect as inspect_command
 from etm_lint.cli import pack as pack_command
 from etm_lint.cli import render as render_command
+from etm_lint.cli import run as run_command
 from etm_lint.cli import unpack as unpack_command
 from etm_lint.errors import EtmError
 
@@ -33,6 +34,7 @@ COMMANDS = {
     "inspect": inspect_command,
     "unpack": unpack_command,
     "render": render_command,
+    "run": run_command,
 }
 
 

@@ -10,7 +10,6 @@ rule that owns that stage already reported it.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -295,17 +294,13 @@ class Target:
         entry = self.tokenizer_entry
         if entry is None or self.tokenizer_file is None:
             return None
-        if entry.get("kind") != "huggingface":
-            return self.tokenizer_file
-        from etm_lint.tokenizer import runtime_config
+        from etm_lint.runtime.bundle import runtime_tokenizer_path
 
-        config = runtime_config(self.special_tokens)
-        return cache.folder(
-            {"tokenizer": entry.get("sha256"), "config": config},
-            {
-                "tokenizer.json": self.tokenizer_file,
-                "tokenizer_config.json": json.dumps(config, indent=1).encode(),
-            },
+        return runtime_tokenizer_path(
+            self.tokenizer_file,
+            entry["kind"],
+            entry.get("sha256"),
+            self.special_tokens,
         )
 
     @functools.cached_property
