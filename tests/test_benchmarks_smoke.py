@@ -117,8 +117,10 @@ def space(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path)
 
 
+@pytest.mark.runtime
 def test_executorch_readers(space: Workspace) -> None:
     """etm inspect, executorch.runtime and exir on the example's program."""
+    pytest.importorskip("executorch")
     subject = run.Subject("stories260K", "inside", EXAMPLES / "stories260K.etm")
     folder = run.unpacked(subject, space, None).path
     (program,) = folder.glob("*.pte")
@@ -134,7 +136,9 @@ def test_executorch_readers(space: Workspace) -> None:
     assert len(run._tool_checks(tools)) == 5
 
 
+@pytest.mark.runtime
 def test_golden_files_pass_after_recording(space: Workspace) -> None:
+    pytest.importorskip("executorch")
     rows = bench_golden.golden_costs(EXAMPLES / "stories260K.etm", [1, 2], 4, 1, space)
     assert [row.cases for row in rows] == [1, 2]
     for row in rows:
@@ -146,8 +150,10 @@ def test_golden_files_pass_after_recording(space: Workspace) -> None:
     assert check.name.startswith("golden tests, each added case (1 to 2 cases")
 
 
+@pytest.mark.runtime
 def test_bench_harness_quick_mode(space: Workspace) -> None:
     """benchmarks/bench_harness.py, its JSON, its table and its two targets."""
+    pytest.importorskip("executorch")
     bundle = EXAMPLES / "stories260K.etm"
     result = bench_golden.harness(bundle, 8, 1, 1, space)
     assert result.returncode == 0, result.error
