@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
 
 from benchmarks import bench_golden, bench_lint, bench_tools, models, report
 from benchmarks.measure import UNKNOWN, ratio_text, size_text
@@ -252,6 +253,31 @@ def _golden_checks(results: Results) -> list[Check]:
     return [Check(name, f"{wall:.3f} s wall, {cpu:.3f} s CPU", "reported", None)]
 
 
+def _harness_paired(data: dict[str, Any], name: str) -> list[Check]:
+    """The pair-by-pair figures, where bench_harness reports them."""
+    found = []
+    if "decode_ratio_paired" in data:
+        low, high = data.get("decode_ratio_range") or (0.0, 0.0)
+        found.append(
+            Check(
+                f"harness decode tokens/s, median of paired ratios, {name}",
+                f"{data['decode_ratio_paired']:.3f} (pairs {low:.3f}-{high:.3f})",
+                "reported",
+                None,
+            )
+        )
+    if "cpu_ratio_paired" in data:
+        found.append(
+            Check(
+                f"harness CPU time per generation, fixture / TextLLMRunner, {name}",
+                f"{data['cpu_ratio_paired']:.3f}",
+                "reported",
+                None,
+            )
+        )
+    return found
+
+
 def _harness_checks(results: Results) -> list[Check]:
     harness = results.harness
     if harness is None:
@@ -268,6 +294,7 @@ def _harness_checks(results: Results) -> list[Check]:
             f">= {DECODE_TARGET}",
             decode >= DECODE_TARGET,
         ),
+        *_harness_paired(data, name),
         Check(
             f"harness time to first token, fixture / TextLLMRunner, {name}",
             f"{ttft:.3f}",

@@ -165,4 +165,6 @@ def test_bench_harness_quick_mode(space: Workspace) -> None:
     assert data["open_bundle_s"] > 0 and data["open_loose_s"] > 0
     assert "TextLLMRunner direct" in report.text(report.harness_table(result))
     found = run._harness_checks(types.SimpleNamespace(harness=result))  # type: ignore[arg-type]
-    assert [c.target for c in found] == [">= 0.97", "reported", "<= 1.05"]
+    targets = [c.target for c in found]
+    assert targets[0] == ">= 0.97" and targets[-1] == "<= 1.05"
+    assert set(targets[1:-1]) == {"reported"}
