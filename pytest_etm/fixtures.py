@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from etm_lint.errors import EtmError
-from etm_lint.format.bundle import Bundle
 
 if TYPE_CHECKING:
-    from etm_lint.runtime.bundle import BundleModel
+    from etm_lint.runtime.bundle import BundleModel, OpenedBundle
     from etm_lint.runtime.runner import Generation, Timing
 
 RUNTIME_HINT = "install the runtime extra: pip install 'etm-lint[runtime]'"
@@ -127,10 +126,14 @@ def speed_of(timings: Sequence[Timing]) -> Speed:
 
 
 @pytest.fixture(scope="session")
-def etm_bundle(etm_path: Path) -> Iterator[Bundle]:
-    """The opened bundle (zip directory and members, read in place)."""
+def etm_bundle(etm_path: Path) -> Iterator[OpenedBundle]:
+    """The bundle read in place, no runtime needed: ``metadata``,
+    ``chat_template``, ``special_tokens``, ``tokenizer`` (loaded as the
+    runtime loads it), ``render(messages)`` and the zip ``archive``."""
+    from etm_lint.runtime.bundle import OpenedBundle
+
     try:
-        bundle = Bundle(etm_path)
+        bundle = OpenedBundle(etm_path)
     except EtmError as err:
         failure = str(err)
     else:

@@ -424,7 +424,7 @@ def test_a_prompt(etm_model, etm_bundle):
     assert gen.stop_reason == "length" and len(gen.token_ids) == 8
     assert gen.timing.time_to_first_token_s > 0
     assert gen.timing.decode_tokens_per_s > 0
-    assert etm_bundle.get("metadata.json") is not None
+    assert etm_bundle.archive.get("metadata.json") is not None
     SEEN.append(id(etm_model))
     print("IDS", list(gen.token_ids))
 
@@ -466,6 +466,51 @@ def test_the_fixtures_over_every_bundle(
     ids = hf.encode(chatml).ids
     assert ids[0] == hf.token_to_id("<|begin_of_text|>")
     result.stdout.fnmatch_lines([f"*PROMPT {chatml!r} {ids}".replace("[", "[[]")])
+
+
+BUNDLE_TESTS = """\
+import json
+import os
+
+
+def test_the_bundle(etm_bundle):
+    expected = json.loads(REFERENCE)[os.path.basename(etm_bundle.path)]
+    ids = etm_bundle.tokenizer.encode(
+        expected["prompt"], bos=etm_bundle.metadata.get("num_bos", 0)
+    )
+    assert ids == expected["ids"]
+    if etm_bundle.chat_template is not None:
+        chat = [{"role": "user", "content": "Hi"}]
+        assert etm_bundle.render(chat) == expected["rendered"]
+"""
+
+
+def test_the_bundle_fixture_needs_no_runtime(pytester: pytest.Pytester) -> None:
+    # References from outside our code: the ids Hugging Face eager generation
+    # was given for stories260K, and transformers' own rendering and encoding
+    # of the fixture tokenizer's ChatML template.
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.PreTrainedTokenizerFast.from_pretrained(FIXTURES / "src")
+    chat = [{"role": "user", "content": "Hi"}]
+    rendered = hf.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    reference = {
+        STORIES_ETM.name: {
+            "prompt": "Once upon a time",
+            "ids": _samples()["Once upon a time"]["prompt_ids"],
+        },
+        GOOD.name: {
+            "prompt": rendered,
+            "ids": hf(rendered, add_special_tokens=True)["input_ids"],
+            "rendered": rendered,
+        },
+    }
+    pytester.makepyfile(
+        test_bundle="REFERENCE = " + repr(json.dumps(reference)) + "\n" + BUNDLE_TESTS
+    )
+    result = _run(
+        pytester, "--etm", STORIES_ETM, "--etm", GOOD, "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
 
 
 def test_bundles_from_the_ini_file(pytester: pytest.Pytester) -> None:

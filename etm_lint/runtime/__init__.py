@@ -14,6 +14,7 @@ from __future__ import annotations
 from etm_lint.runtime.bundle import (
     BundleModel,
     Defaults,
+    OpenedBundle,
     RunnableBundle,
     open_bundle,
     runtime_tokenizer_path,
@@ -32,6 +33,7 @@ __all__ = [
     "Defaults",
     "Generation",
     "LoadedModel",
+    "OpenedBundle",
     "RunnableBundle",
     "RunnerError",
     "Timing",

@@ -25,6 +25,7 @@ Nothing here imports torch or executorch until ``BundleModel.load``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ from etm_lint.format.bundle import Bundle
 
 if TYPE_CHECKING:
     from etm_lint.runtime.runner import Generation, LoadedModel
+    from etm_lint.tokenizer import RuntimeTokenizer
 
 __all__ = [
     "BundleModel",
@@ -98,7 +100,7 @@ def open_bundle(path: str | os.PathLike[str]) -> RunnableBundle:
         stamp = _stamp_path(path, raw)
         trusted = stamp is not None and stamp.is_file()
         # A stamp means these very bytes passed every check before.
-        document = _metadata(path, raw, validate=not trusted)
+        document = read_metadata(path, raw, validate=not trusted)
         program = _materialize(bundle, document["program"], trusted)
         data = tuple(
             _materialize(bundle, entry, trusted)
@@ -125,6 +127,104 @@ def open_bundle(path: str | os.PathLike[str]) -> RunnableBundle:
         chat_template=document.get("chat_template"),
         defaults=_defaults(document),
     )
+
+
+def render_chat(
+    path: str,
+    chat_template: str | Mapping[str, str] | None,
+    special_tokens: Mapping[str, Any],
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    add_generation_prompt: bool = True,
+) -> str:
+    """The prompt a bundle's chat template makes of ``messages``, with the
+    bundle's special tokens as the template's token variables."""
+    from etm_lint.template import render, select_template
+    from etm_lint.tokenizer import runtime_config
+
+    if chat_template is None:
+        raise EtmError(
+            f"{path}: the bundle has no chat template; give a prompt instead of "
+            "messages"
+        )
+    template = select_template(chat_template)
+    config = runtime_config(special_tokens)
+    tokens = {k: v for k, v in config.items() if isinstance(v, str)}
+    return render(
+        template,
+        messages,
+        add_generation_prompt=add_generation_prompt,
+        special_tokens=tokens,
+    )
+
+
+class OpenedBundle:
+    """A bundle read in place, for what needs no runtime: its zip members
+    (``archive``), validated ``metadata``, ``chat_template``,
+    ``special_tokens``, the ``tokenizer`` as the runtime loads it, and
+    ``render(messages)``. Only the tokenizer member is ever copied out, into
+    the cache, when ``tokenizer`` is first read.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.fspath(path)
+        self.archive = Bundle(self.path)
+        try:
+            raw = self.archive.metadata_bytes()
+            if raw is None:
+                raise EtmError(
+                    f"{self.path}: no {meta.METADATA_NAME}; not an .etm bundle"
+                )
+            self.metadata = read_metadata(self.path, raw, validate=True)
+        except BaseException:
+            self.archive.close()
+            raise
+
+    def __enter__(self) -> OpenedBundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.archive.close()
+
+    @property
+    def chat_template(self) -> str | dict[str, str] | None:
+        template: str | dict[str, str] | None = self.metadata.get("chat_template")
+        return template
+
+    @property
+    def special_tokens(self) -> dict[str, Any]:
+        return dict(self.metadata.get("special_tokens", {}))
+
+    @functools.cached_property
+    def tokenizer(self) -> RuntimeTokenizer:
+        """The tokenizer loaded by the runtime's own loader, as the runner
+        would load it from this bundle (raises EtmError if it cannot)."""
+        from etm_lint.tokenizer import load
+
+        entry = self.metadata["tokenizer"]
+        file = _materialize(self.archive, entry, trusted=False)
+        given = runtime_tokenizer_path(
+            file, entry["kind"], entry["sha256"], self.special_tokens
+        )
+        return load(str(given))
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        """The prompt the bundle's chat template makes of ``messages``."""
+        return render_chat(
+            self.path,
+            self.chat_template,
+            self.special_tokens,
+            messages,
+            add_generation_prompt=add_generation_prompt,
+        )
 
 
 def runtime_tokenizer_path(
@@ -156,7 +256,7 @@ def runtime_tokenizer_path(
 # ------------------------------------------------------------ metadata
 
 
-def _metadata(path: str, raw: bytes, validate: bool) -> dict[str, Any]:
+def read_metadata(path: str, raw: bytes, validate: bool = True) -> dict[str, Any]:
     where = f"{path}: {meta.METADATA_NAME}"
     try:
         document: dict[str, Any] = meta.parse(raw)
@@ -283,22 +383,12 @@ class BundleModel:
         add_generation_prompt: bool = True,
     ) -> str:
         """The prompt the bundle's chat template makes of ``messages``."""
-        from etm_lint.template import render, select_template
-        from etm_lint.tokenizer import runtime_config
-
-        if self.bundle.chat_template is None:
-            raise EtmError(
-                f"{self.bundle.path}: the bundle has no chat template; give a "
-                "prompt instead of messages"
-            )
-        template = select_template(self.bundle.chat_template)
-        config = runtime_config(self.bundle.special_tokens)
-        tokens = {k: v for k, v in config.items() if isinstance(v, str)}
-        return render(
-            template,
+        return render_chat(
+            self.bundle.path,
+            self.bundle.chat_template,
+            self.bundle.special_tokens,
             messages,
             add_generation_prompt=add_generation_prompt,
-            special_tokens=tokens,
         )
 
     def generate(
