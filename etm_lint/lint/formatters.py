@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from xml.etree import ElementTree
@@ -127,6 +128,15 @@ def sarif(findings: Sequence[Finding], rules: dict[str, Rule], colour: bool) -> 
     return json.dumps(log, indent=2) + "\n"
 
 
+# Characters XML 1.0 cannot hold, not even as references.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` with what XML 1.0 forbids written as Python escapes."""
+    return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def junit(findings: Sequence[Finding], rules: dict[str, Rule], colour: bool) -> str:
     suite = ElementTree.Element(
         "testsuite",
@@ -138,14 +148,17 @@ def junit(findings: Sequence[Finding], rules: dict[str, Rule], colour: bool) -> 
         ElementTree.SubElement(suite, "testcase", name="all checks", classname="etm")
     for f in findings:
         case = ElementTree.SubElement(
-            suite, "testcase", name=f"{f.code} {_where(f)}", classname=f.path
+            suite,
+            "testcase",
+            name=_xml_text(f"{f.code} {_where(f)}"),
+            classname=_xml_text(f.path),
         )
         tag = "failure" if f.severity is Severity.ERROR else "system-out"
         element = ElementTree.SubElement(case, tag)
         if tag == "failure":
-            element.set("message", f.message)
+            element.set("message", _xml_text(f.message))
             element.set("type", f.code)
-        element.text = f"{f.code} [{f.severity.value}] {f.message}"
+        element.text = _xml_text(f"{f.code} [{f.severity.value}] {f.message}")
     suites = ElementTree.Element("testsuites")
     suites.append(suite)
     return ElementTree.tostring(suites, encoding="unicode") + "\n"

@@ -55,14 +55,7 @@ CLEAN_IS_RIGHT = {
 # Known faults in files this suite may not change, keyed by case and
 # guarantee. A fault that is fixed fails its test, so that it leaves this
 # table (a strict xfail, by hand).
-JUNIT_CONTROL = (
-    "etm_lint/lint/formatters.py junit() writes a message's control "
-    "characters (a NUL from a member name in metadata.json) into the XML, "
-    "which XML 1.0 forbids: the report does not parse"
-)
-KNOWN: dict[tuple[str, str], str] = {
-    ("meta_member_nul", "formats"): JUNIT_CONTROL,
-}
+KNOWN: dict[tuple[str, str], str] = {}
 # The cache may gain a tokenizer (at most what the loader reads) and a
 # folder with its config.
 CACHE_BOUND = DEFAULT_MAX_BYTES + (1 << 20)
