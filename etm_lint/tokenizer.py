@@ -692,9 +692,15 @@ def _wrap(inp: _Input, pick: RunnerPick, native: Any, log: str) -> RuntimeTokeni
     }
     view = builders[kind](inp, native)
     if view.regular_tokens <= 0:
+        refused = "; ".join(
+            f"{a.kind.value}: {_clip(a.message, 90)}"
+            for a in pick.attempts
+            if not a.loaded and a.message and not a.message.startswith("skipped")
+        )
         raise TokenizerError(
             f"{inp.path}: the runtime loads it as {kind.value} with no "
             f"regular tokens (vocabulary {vocab_size}); it cannot encode text"
+            + (f" (refused before: {refused})" if refused else "")
         )
     return RuntimeTokenizer(
         path=inp.path,

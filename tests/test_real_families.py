@@ -1131,11 +1131,6 @@ def finding(case_name: str, code: str, linted: Callable[[Case], Linted]) -> Find
     return next(f for f in linted(case).findings if f.code == code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ETM301 on a bundle names the tool's cache folder and the tiktoken "
-    "fallback, not the member and why the Hugging Face loader refused it",
-)
 def test_an_unloadable_tokenizer_is_reported_by_its_member_and_reason(
     linted: Callable[[Case], Linted],
 ) -> None:
@@ -1144,11 +1139,6 @@ def test_an_unloadable_tokenizer_is_reported_by_its_member_and_reason(
     assert os.environ["ETM_CACHE_DIR"] not in said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ETM305 names the tool's cache blob, not the member, when the "
-    "reference library refuses the tokenizer",
-)
 def test_a_refused_reference_is_reported_without_cache_paths(
     linted: Callable[[Case], Linted],
 ) -> None:

@@ -315,7 +315,21 @@ class Target:
                 return None, None
             return load(str(path)), None
         except EtmError as err:
-            return None, str(err)
+            return None, self.member_terms(str(err))
+
+    def member_terms(self, text: str) -> str:
+        """``text`` with the tokenizer's cache paths named as the member.
+
+        The loaders see a copy in the cache; a reader of the report knows
+        the member, not where this tool keeps its copies.
+        """
+        entry = self.tokenizer_entry
+        if entry is None or not self.is_bundle:
+            return text
+        for local in (self.runtime_tokenizer_path, self.tokenizer_file):
+            if local is not None:
+                text = text.replace(str(local), entry["member"])
+        return text
 
     @property
     def tokenizer(self) -> RuntimeTokenizer | None:

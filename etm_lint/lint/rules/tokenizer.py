@@ -153,7 +153,8 @@ def tokenizer_disagrees(target: Target) -> Iterator[Issue]:
         texts = [t for t in SAMPLE_TEXTS if _round_trips(ref, t)]
         mismatches = compare(tokenizer, ref, texts)
     except EtmError as err:
-        yield Issue(f"reference tokenizer cannot read it: {err}", _member(target))
+        said = target.member_terms(str(err))
+        yield Issue(f"reference tokenizer cannot read it: {said}", _member(target))
         return
     differing = list(dict.fromkeys(m.text for m in mismatches))
     if differing:
