@@ -252,10 +252,13 @@ def test_other_programs_are_judged_as_what_they_are(name: str, tmp_path: Path) -
     findings = lint(pack_alone(name, tmp_path), PROGRAM_RULES)
     # The external-weights program, packed without its data, misses it too.
     errors = ["ETM203", "ETM207"] if name == DATA_MAP else ["ETM203"]
+    # ExecuTorch refuses these to load at all (see the ETM214 test).
+    errors += ["ETM214"] if name in CONSTANT_BUFFER else []
     assert [f.code for f in findings if f.severity.rank == 2] == errors
     backends = [f for f in findings if f.code == "ETM209"]
     assert bool(backends) == (name == "djl-executorch__openvino_tiny.pte")
-    assert {f.code for f in findings} <= {"ETM203", "ETM207", "ETM209", "ETM211"}
+    allowed = {"ETM203", "ETM207", "ETM209", "ETM211", "ETM214"}
+    assert {f.code for f in findings} <= allowed
 
 
 def test_the_external_weights_program_with_and_without_its_data(
@@ -298,17 +301,16 @@ def test_executorch_refuses_the_corrupt_program_for_the_same_reason() -> None:
 
 
 @pytest.mark.runtime
-@pytest.mark.xfail(
-    strict=True,
-    reason="no program rule reports a program that keeps its constants in the "
-    "deprecated constant_buffer, which ExecuTorch 1.5.1 refuses to load",
-)
-@pytest.mark.parametrize("name", CONSTANT_BUFFER)
-def test_a_program_the_runtime_refuses_is_an_error(name: str, tmp_path: Path) -> None:
-    assert runtime_methods(real_file(name)) is None
-    rules = Selection(select=("ETM2",), ignore=("ETM203", "ETM211"))
-    findings = lint(pack_alone(name, tmp_path), rules)
-    assert any(f.severity.rank == 2 for f in findings)
+@pytest.mark.runtime
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_a_program_the_runtime_refuses_for_its_constant_buffer_is_an_error(
+    name: str, tmp_path: Path
+) -> None:
+    """ETM214 fires exactly on the programs ExecuTorch refuses to load."""
+    refused = runtime_methods(real_file(name)) is None
+    assert refused == (name in CONSTANT_BUFFER)
+    findings = lint(pack_alone(name, tmp_path), Selection(select=("ETM214",)))
+    assert [f.severity.value for f in findings] == (["error"] if refused else [])
 
 
 # -- docs/real-world.md ----------------------------------------------------------

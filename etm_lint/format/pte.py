@@ -94,7 +94,8 @@ SHAPE_DYNAMISM: dict[int, str] = {
 }
 
 # Field numbers (declaration order) of the tables this reader visits.
-_PROGRAM_VERSION, _PROGRAM_PLANS, _PROGRAM_INLINE_DATA = 0, 1, 3
+_PROGRAM_VERSION, _PROGRAM_PLANS, _PROGRAM_CONSTANT_BUFFER = 0, 1, 2
+_PROGRAM_INLINE_DATA = 3
 _PROGRAM_SEGMENTS, _PROGRAM_CONSTANT_SEGMENT = 4, 5
 _PROGRAM_MUTABLE_SEGMENTS, _PROGRAM_NAMED_DATA = 6, 7
 _PLAN_NAME, _PLAN_VALUES, _PLAN_INPUTS, _PLAN_OUTPUTS = 0, 2, 3, 4
@@ -191,6 +192,9 @@ class ProgramInfo:
     backends: tuple[str, ...]
     required_data_keys: tuple[str, ...]
     has_extended_header: bool = True
+    # Constants live only in the deprecated constant_buffer (no offsets in
+    # constant_segment); ExecuTorch 1.5.1 is built without that path.
+    uses_constant_buffer: bool = False
 
     @property
     def constants(self) -> dict[str, ConstantValue]:
@@ -619,6 +623,13 @@ def _locate_payloads(
 # -- entry point ----------------------------------------------------------------
 
 
+def _uses_constant_buffer(root: Table) -> bool:
+    buffers = root.vector(_PROGRAM_CONSTANT_BUFFER, 4, "constant buffer")[1]
+    segment = root.table(_PROGRAM_CONSTANT_SEGMENT, "constant segment")
+    offsets = segment.vector(1, 8, "constant offsets")[1] if segment else 0
+    return buffers > 0 and offsets == 0
+
+
 def read_program(source: ByteSource) -> ProgramInfo:
     """Read a program's header and flatbuffer; raise FormatError if corrupt."""
     _check_identifier(source)
@@ -654,6 +665,7 @@ def read_program(source: ByteSource) -> ProgramInfo:
         segment_base_offset=head.segment_base_offset,
         segment_data_size=head.segment_data_size,
         version=root.number(_PROGRAM_VERSION, "u32"),
+        uses_constant_buffer=_uses_constant_buffer(root),
         methods=tuple(p.method for p in plans),
         segments=tuple(segments),
         named_data_keys=named_keys,

@@ -196,6 +196,32 @@ def constant_type_loose(target: Target) -> Iterator[Issue]:
             )
 
 
+@rule("ETM214", "constant-buffer-deprecated", ERROR, "constants in the old buffer")
+def constant_buffer_deprecated(target: Target) -> Iterator[Issue]:
+    """The program keeps its constant tensors in the flatbuffer's deprecated
+    `constant_buffer` instead of a constant segment.
+
+    Why: ExecuTorch 1.5.1 is built without that path
+    (`ET_ENABLE_DEPRECATED_CONSTANT_BUFFER=0`) and refuses to load the
+    program: the model never runs on a device with a current runtime.
+
+    Fix: export the program again with a current ExecuTorch, which puts
+    constants in a segment after the flatbuffer (or in a `.ptd`).
+
+    Failing: a program from an old exporter with a non-empty
+    `constant_buffer` and no constant segment offsets.
+    Passing: a program whose constants are in a segment, as current
+    exporters write it.
+    """
+    program = _program(target)
+    if program is not None and program.uses_constant_buffer:
+        yield Issue(
+            "constants are in the deprecated constant_buffer, which ExecuTorch "
+            "1.5.1 refuses to load; export the program again",
+            target.program_member,
+        )
+
+
 @rule("ETM205", "context-shorter-than-seq-len", ERROR, "context below seq len")
 def context_shorter(target: Target) -> Iterator[Issue]:
     """`get_max_context_len` is smaller than `get_max_seq_len`.
