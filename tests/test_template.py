@@ -657,7 +657,11 @@ for name, source in cases.items():
         result = {"kind": "escaped " + type(exc).__name__, "message": repr(exc)}
     result["seconds"] = time.perf_counter() - started
     results[name] = result
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so it
+# would report the pytest worker's own peak.
+with open("/proc/self/status") as status:
+    hwm = next(line for line in status if line.startswith("VmHWM:"))
+peak = int(hwm.split()[1]) * 1024
 print(json.dumps({"results": results, "peak_rss": peak}))
 """
 

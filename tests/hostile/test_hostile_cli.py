@@ -195,10 +195,17 @@ def _tool_outcome(outcome: Outcome, prefix: str) -> None:
 # -- real processes -------------------------------------------------------------
 
 SWEEP = """
-import json, resource, sys, time, traceback
+import json, sys, time, traceback
 from pathlib import Path
 from etm_lint.cli import lint
 from tests.hostile.corpus import build
+
+def resident_peak_kib():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec,
+    # so it would start at the pytest worker's own peak.
+    with open("/proc/self/status") as status:
+        hwm = next(line for line in status if line.startswith("VmHWM:"))
+    return int(hwm.split()[1])
 
 peak = 0
 for case in build(Path(sys.argv[1])):
@@ -208,7 +215,7 @@ for case in build(Path(sys.argv[1])):
         crash = None
     except BaseException:
         code, crash = None, traceback.format_exc()
-    now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    now = resident_peak_kib()
     print(json.dumps({"case": case.name, "code": code, "crash": crash,
                       "seconds": time.perf_counter() - start,
                       "rss_kib": now, "raised": now > peak}), flush=True)
