@@ -589,13 +589,10 @@ makes them vary from run to run; the ratios are taken between figures
 measured side by side, the inputs taking turns, so that load hits both
 sides alike.
 
-Linting a loose folder (the "folder" rows) is not what the targets are
-about, and it misses them by design today: with no `metadata.json` to read
-hashes from, `etm-lint FOLDER` builds the metadata a pack would write, and
-that hashes the program and every `.ptd` whole, so its time and bytes read
-grow with the weights (a strict xfail in `tests/test_benchmarks_smoke.py`
-names it). Pack the folder (`etm pack`) to lint at a cost independent of
-size.
+Linting a loose folder (the "folder" rows) has no `metadata.json` to read:
+`etm-lint FOLDER` builds the metadata a pack would write, sizing the
+program and the `.ptd` files without reading them (their hashes are computed
+only with `--verify-hashes`), so a folder costs about what its bundle does.
 """
 
 

@@ -85,12 +85,6 @@ def test_smoke_run_measures_every_bundle(tmp_path: Path) -> None:
     assert [h["label"] for h in results["hashes"]] == labels[:2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="linting a loose folder hashes the program and weights whole: "
-    "etm_lint.lint.target.loose_metadata builds the metadata a pack would "
-    "write, and format.pack.build_metadata sha256s every file",
-)
 def test_folder_lint_reads_less_than_the_weights(tmp_path: Path) -> None:
     if not measure.strace_available():
         pytest.skip("strace is not installed")

@@ -117,8 +117,14 @@ def build_metadata(
     num_eos: int | None = None,
     generation: dict[str, Any] | None = None,
     name: str | None = None,
+    hash_mapped: bool = True,
 ) -> tuple[dict[str, Any], list[MemberSource]]:
-    """The metadata document and member list; explicit values beat ``hf``."""
+    """The metadata document and member list; explicit values beat ``hf``.
+
+    With ``hash_mapped`` false the program and weights are not read: their
+    entries carry the size and ``UNHASHED`` (for a lint of loose files, which
+    never compares those hashes; never for a bundle that is written).
+    """
     hf = hf or HFSettings()
     kind = tokenizer_kind(tokenizer)
     members = [MemberSource(PROGRAM_MEMBER, program, aligned=True)]
@@ -131,11 +137,11 @@ def build_metadata(
     document: dict[str, Any] = {
         "format_version": meta.FORMAT_VERSION,
         "kind": "llm",
-        "program": _entry(members[0]),
+        "program": _entry(members[0], hash_mapped),
         "tokenizer": {**_entry(members[-1]), "kind": kind},
     }
     if weights:
-        document["weights"] = [_entry(m) for m in members[1:-1]]
+        document["weights"] = [_entry(m, hash_mapped) for m in members[1:-1]]
     if name:
         document["name"] = name
     template = chat_template if chat_template is not None else hf.chat_template
@@ -224,7 +230,17 @@ def _check_program(program: Path) -> None:
         raise EtmError(f"{program}: not an ExecuTorch program (no ET12 identifier)")
 
 
-def _entry(member: MemberSource) -> dict[str, Any]:
+UNHASHED = "0" * 64
+
+
+def _entry(member: MemberSource, hashed: bool = True) -> dict[str, Any]:
+    if not hashed:
+        fd = open_regular(str(member.path))
+        try:
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        return {"member": member.name, "size": size, "sha256": UNHASHED}
     size, digest = file_digest(member.path)
     return {"member": member.name, "size": size, "sha256": digest}
 

@@ -170,7 +170,9 @@ class Target:
 
     def _open_folder(self, folder: Path) -> None:
         try:
-            self.metadata, files = loose_metadata(folder)
+            self.metadata, files = loose_metadata(
+                folder, hash_mapped=self.options.verify_hashes
+            )
         except EtmError as err:
             self.open_error = str(err)
             return
@@ -367,8 +369,15 @@ class Target:
         return template
 
 
-def loose_metadata(folder: Path) -> tuple[dict[str, Any], dict[str, Path]]:
-    """The metadata a bundle packed from ``folder`` would carry, and its files."""
+def loose_metadata(
+    folder: Path, *, hash_mapped: bool = True
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The metadata a bundle packed from ``folder`` would carry, and its files.
+
+    Without ``hash_mapped`` the program and weights are only sized: nothing
+    compares the hashes of loose files, and reading them whole would make a
+    lint's cost grow with the weights.
+    """
     programs = sorted(folder.glob("*.pte"))
     if not programs:
         raise EtmError(f"{folder}: no .pte program in the folder")
@@ -390,6 +399,7 @@ def loose_metadata(folder: Path) -> tuple[dict[str, Any], dict[str, Path]]:
         tokenizer=tokenizer,
         weights=weights,
         hf=read_hf_folder(folder),
+        hash_mapped=hash_mapped,
     )
     return document, {m.name: m.path for m in members}
 
