@@ -505,6 +505,22 @@ def _ranks_count(native: Any) -> int:
     return int(native.vocab_size()) - _TIKTOKEN_SPECIALS
 
 
+# One pre-tokenized word this long or longer is not handed to the runtime's
+# Hugging Face BPE: pytorch-tokenizers 1.5.0 crashes the process on a word
+# of 33,000 to 36,000 characters (32,000 pass). Letters, whitespace or
+# punctuation runs: what a pre-tokenizer keeps together.
+LONG_WORD_CHARS = 16384
+_WORDS = re.compile(r"[^\W\d_]+|\s+|[^\w\s]+")
+
+
+def _longest_word(text: str) -> int:
+    """Length of the longest run a pre-tokenizer would keep together (each
+    run is matched whole, once: linear in the text)."""
+    if len(text) < LONG_WORD_CHARS:
+        return 0
+    return max((m.end() - m.start() for m in _WORDS.finditer(text)), default=0)
+
+
 @dataclass
 class RuntimeTokenizer:
     """A tokenizer loaded by the runtime's own code, as the runner would."""
@@ -532,6 +548,15 @@ class RuntimeTokenizer:
                 f"{self.path}: its regex runs on std::regex in the runtime, which "
                 "backtracks without limit; not run on any text"
             )
+        if self.kind is TokenizerKind.HUGGINGFACE:
+            longest = _longest_word(text)
+            if longest >= LONG_WORD_CHARS:
+                raise TokenizerError(
+                    f"{self.path}: the text holds {longest} characters "
+                    "without a break; the runtime's Hugging Face encoder crashes "
+                    "(segmentation fault) on a word of some 33,000 characters, so "
+                    "it is not encoded"
+                )
         with quiet_native(capture=True) as out:
             try:
                 ids = self._native.encode(text, bos, eos)

@@ -625,3 +625,31 @@ def test_config_dir_refuses_devices_and_names_the_callers_path(
     with pytest.raises(TokenizerError) as err:
         load(str(bad), config_dir=str(STORIES))
     one_line_naming(err, str(bad))
+
+
+SMOLLM = TOKS / "litert-lm-smollm__tokenizer.json"
+# The runtime's own encoder, unguarded, on one word of the given length.
+_RAW_ENCODE = """
+import sys
+from pytorch_tokenizers import pytorch_tokenizers_cpp as native
+tok = native.HFTokenizer()
+tok.load(sys.argv[1])
+print(len(tok.encode("=" * int(sys.argv[2]), 0, 0)))
+"""
+
+
+def test_a_word_that_crashes_the_runtime_encoder_is_refused_in_one_line() -> None:
+    if not SMOLLM.is_file():
+        pytest.skip("../shared/real is not beside this checkout")
+    raw = [sys.executable, "-c", _RAW_ENCODE, str(SMOLLM)]
+    # The real encoder: a 40,000-character word kills the process; 15,000 pass.
+    crashed = subprocess.run([*raw, "40000"], capture_output=True, check=False)
+    assert crashed.returncode < 0
+    passed = subprocess.run([*raw, "15000"], capture_output=True, check=False)
+    assert passed.returncode == 0
+    tok = load(str(SMOLLM))
+    with pytest.raises(TokenizerError) as refused:
+        tok.encode("x " + "=" * 40000)
+    assert "40000 characters without a break" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert len(tok.encode("=" * 15000)) == int(passed.stdout)

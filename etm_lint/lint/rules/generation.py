@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from etm_lint.errors import EtmError
 from etm_lint.lint.model import Issue, Severity, rule
 from etm_lint.lint.target import Target
 
@@ -113,7 +114,12 @@ def stop_string_unencodable(target: Target) -> Iterator[Issue]:
             continue
         if tokenizer is None:
             continue
-        ids = tokenizer.encode(text)
+        try:
+            ids = tokenizer.encode(text)
+        except EtmError as err:
+            said = target.member_terms(str(err))
+            yield Issue(f"stop string cannot be encoded: {said}", METADATA, where)
+            continue
         unknown = getattr(tokenizer, "unk_id", None)
         if unknown is not None and unknown in ids:
             yield Issue(

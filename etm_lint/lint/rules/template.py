@@ -280,7 +280,9 @@ def probe_exceeds_context(target: Target) -> Iterator[Issue]:
         return
     try:
         count = len(tokenizer.encode(prompt))
-    except EtmError:
+    except EtmError as err:
+        said = target.member_terms(str(err))
+        yield Issue(f"the runtime cannot encode a three-turn probe: {said}", METADATA)
         return
     if count >= context:
         yield Issue(
