@@ -156,6 +156,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("give at least one bundle or folder to check")
     if args.fix and not args.fixed_copy:
         parser.error("--fix writes a copy: name it with --fixed-copy OUT")
+    if args.fix and len(args.paths) > 1:
+        parser.error("--fix makes one fixed copy: give one bundle")
+    for written in (args.output, args.fixed_copy):
+        _refuse_overwriting_inputs(written, args.paths)
 
     config = _config(args)
     selection = Selection(
@@ -227,6 +231,18 @@ def _colour(args: argparse.Namespace) -> bool:
     if os.environ.get("FORCE_COLOR"):
         return True
     return sys.stdout.isatty()
+
+
+def _refuse_overwriting_inputs(written: str | None, paths: Sequence[str]) -> None:
+    if written is None:
+        return
+    for path in paths:
+        try:
+            same = os.path.samefile(written, path)
+        except OSError:
+            continue
+        if same:
+            raise EtmError(f"{written}: is the input {path}; refusing to overwrite it")
 
 
 def _emit(report: str, output: str | None) -> None:

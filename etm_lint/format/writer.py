@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import struct
 import tempfile
 import zipfile
@@ -139,6 +140,16 @@ def _atomic_output(out: Path) -> Iterator[BinaryIO]:
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise EtmError(f"{out}: folder {directory} does not exist")
+    try:
+        mode = os.lstat(out).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG
+    except OSError as err:
+        raise EtmError(f"{out}: {err.strerror}") from None
+    # The rename would put the bundle in place of a device or a FIFO
+    # (``-o /dev/null`` as root replaces /dev/null): only files are replaced.
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise EtmError(f"{out}: not a regular file; refusing to replace it")
     fd, temp = tempfile.mkstemp(
         prefix=f".{out.name}.", suffix=".partial", dir=directory
     )

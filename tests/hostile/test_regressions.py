@@ -479,3 +479,35 @@ def test_unknown_escape_in_a_template_string_is_not_an_error_under_w_error() -> 
         warnings.simplefilter("error")
         text = render('{{ "a\\qb-w-error" }}', [{"role": "user", "content": "x"}])
     assert text == "a\\qb-w-error"
+
+
+# -- writing where the user did not mean to ------------------------------------
+
+
+def test_pack_does_not_replace_a_fifo_or_device(tmp_path: Path) -> None:
+    """`etm pack -o FIFO` (or `-o /dev/null` as root) renamed a bundle over
+    the node; now it is refused and the node stays what it was."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    argv = ["pack", "--program", str(SRC / "good.pte")]
+    argv += ["--tokenizer", str(SRC / "tokenizer.json"), "-o", str(fifo)]
+    outcome = run_main(etm.main, argv)
+    assert outcome.code == 2 and "not a regular file" in outcome.stderr
+    assert fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]
+
+
+def test_lint_report_and_fixed_copy_never_overwrite_the_input(
+    tmp_path: Path,
+) -> None:
+    """`etm-lint -o model.etm model.etm` replaced the bundle by its report."""
+    bundle = tmp_path / "model.etm"
+    shutil.copyfile(GOOD, bundle)
+    before = bundle.read_bytes()
+    for argv in (
+        ["-o", str(bundle), str(bundle)],
+        ["--fix", "--fixed-copy", str(bundle), str(bundle)],
+    ):
+        outcome = run_main(lint.main, argv)
+        assert outcome.code == 2 and "refusing to overwrite" in outcome.stderr
+    assert bundle.read_bytes() == before
