@@ -43,11 +43,24 @@ class SchemaProblem:
         return f"{self.pointer}: {self.message}" if self.pointer else self.message
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Readers differ on a repeated key (first wins, last wins): refuse it, so
+    # that no two tools see two different bundles in one file.
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"repeats the key {key!r}")
+            seen.add(key)
+    return document
+
+
 def parse(data: bytes) -> dict[str, Any]:
     """Decode metadata bytes as a JSON object, or raise ValueError with a short
     reason. Beyond JSON, it refuses what no reader should have to hold: more
     than MAX_METADATA_BYTES, nesting deeper than MAX_JSON_DEPTH, numbers
-    that do not fit 64 bits, and lone UTF-16 surrogates."""
+    that do not fit 64 bits, repeated keys, and lone UTF-16 surrogates."""
     if len(data) > MAX_METADATA_BYTES:
         raise ValueError(
             f"is {len(data)} bytes, more than the {MAX_METADATA_BYTES} allowed"
@@ -64,10 +77,11 @@ def parse(data: bytes) -> dict[str, Any]:
             parse_constant=_reject_constant,
             parse_float=_finite_float,
             parse_int=_bounded_int,
+            object_pairs_hook=_unique_keys,
         )
     except json.JSONDecodeError as err:
         raise ValueError(f"is not JSON: {err.msg} (line {err.lineno})") from None
-    except _NumberError as err:
+    except _Refused as err:
         raise ValueError(str(err)) from None
     except ValueError as err:  # NaN, Infinity
         raise ValueError(f"is not JSON: {err}") from None
@@ -140,14 +154,15 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-class _NumberError(ValueError):
-    """A JSON number that no 64-bit reader holds."""
+class _Refused(ValueError):
+    """Valid JSON that no reader should have to hold: a number past 64 bits,
+    a repeated key."""
 
 
 def _finite_float(literal: str) -> float:
     value = float(literal)
     if not math.isfinite(value):
-        raise _NumberError(f"holds {_clip(literal)}, too large for a 64-bit float")
+        raise _Refused(f"holds {_clip(literal)}, too large for a 64-bit float")
     return value
 
 
@@ -155,7 +170,7 @@ def _bounded_int(literal: str) -> int:
     # Check the length first: int() of thousands of digits is slow, and past
     # 4300 digits Python refuses it with a message about its own settings.
     if len(literal.lstrip("-")) > 19 or abs(int(literal)) > MAX_JSON_INTEGER:
-        raise _NumberError(f"holds {_clip(literal)}, which does not fit in 64 bits")
+        raise _Refused(f"holds {_clip(literal)}, which does not fit in 64 bits")
     return int(literal)
 
 

@@ -511,3 +511,10 @@ def test_lint_report_and_fixed_copy_never_overwrite_the_input(
         outcome = run_main(lint.main, argv)
         assert outcome.code == 2 and "refusing to overwrite" in outcome.stderr
     assert bundle.read_bytes() == before
+
+
+def test_a_repeated_metadata_key_is_refused() -> None:
+    """`{"kind": "llm", ..., "kind": "other"}` was read as kind "other"
+    (last wins) where another reader takes the first."""
+    with pytest.raises(ValueError, match="repeats the key 'kind'"):
+        meta.parse(b'{"kind": "llm", "format_version": "1.0", "kind": "other"}')
