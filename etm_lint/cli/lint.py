@@ -156,6 +156,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("give at least one bundle or folder to check")
     if args.fix and not args.fixed_copy:
         parser.error("--fix writes a copy: name it with --fixed-copy OUT")
+    if args.fixed_copy and not args.fix:
+        parser.error("--fixed-copy names where --fix writes: add --fix")
     if args.fix and len(args.paths) > 1:
         parser.error("--fix makes one fixed copy: give one bundle")
     for written in (args.output, args.fixed_copy):

@@ -143,7 +143,11 @@ def _render_bundle(
         if args.tokens:
             tokenizer = target.tokenizer
             if tokenizer is None:
-                raise EtmError(f"{args.bundle}: {target.tokenizer_error}")
+                reason = target.tokenizer_error or (
+                    f"metadata.json names {document_member(target)!r}, which is "
+                    "not in the bundle"
+                )
+                raise EtmError(f"{args.bundle}: {reason}; run etm-lint on it")
             document = target.valid_metadata
             tokens = tokenizer.encode(
                 prompt, bos=document.get("num_bos", 0), eos=document.get("num_eos", 0)
@@ -151,6 +155,11 @@ def _render_bundle(
         return prompt, tokens
     finally:
         target.close()
+
+
+def document_member(target: Any) -> str:
+    document = target.valid_metadata or {}
+    return str(document.get("tokenizer", {}).get("member", "?"))
 
 
 def _date(value: str | None) -> datetime:

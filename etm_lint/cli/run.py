@@ -77,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise EtmError(str(err)) from None
-    if not os.path.isfile(args.bundle):
+    if os.path.isdir(args.bundle):
+        raise EtmError(f"{args.bundle}: a folder; etm run takes an .etm bundle")
+    if not os.path.exists(args.bundle):
         raise EtmError(f"{args.bundle}: no such file")
+    if not os.path.isfile(args.bundle):
+        raise EtmError(f"{args.bundle}: not a regular file")
     model = _load(args.bundle)
     echo = args.prompt is not None and not args.no_echo and not args.json
     out = _Output(args.prompt if echo else "")

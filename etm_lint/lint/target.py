@@ -294,14 +294,16 @@ class Target:
         BOS/EOS from it); the other formats carry their own and load alone.
         """
         entry = self.tokenizer_entry
-        if entry is None or self.tokenizer_file is None:
+        if entry is None or self.tokenizer_file is None or self.container is None:
             return None
         from etm_lint.runtime.bundle import runtime_tokenizer_path
 
+        # Keyed by what the member holds, never by what metadata.json claims:
+        # a wrong claim must not find another tokenizer's folder in the cache.
         return runtime_tokenizer_path(
             self.tokenizer_file,
             entry["kind"],
-            entry.get("sha256"),
+            self.container.sha256(entry["member"]),
             self.special_tokens,
         )
 

@@ -518,3 +518,28 @@ def test_a_repeated_metadata_key_is_refused() -> None:
     (last wins) where another reader takes the first."""
     with pytest.raises(ValueError, match="repeats the key 'kind'"):
         meta.parse(b'{"kind": "llm", "format_version": "1.0", "kind": "other"}')
+
+
+def test_a_false_hash_claim_does_not_borrow_another_tokenizer(tmp_path: Path) -> None:
+    """The runtime's tokenizer folder was cached under the sha256 that
+    metadata.json claims: a bundle claiming the good tokenizer's hash, with
+    other bytes, was linted (and rendered) with the good tokenizer."""
+    from etm_lint.lint.target import LintOptions, Target
+
+    members = members_of(GOOD)
+    swapped = members["tokenizer.json"].replace(b'"<|im_end|>"', b'"<|im_fin|>"')
+    assert swapped != members["tokenizer.json"]
+    liar = tmp_path / "liar.etm"
+    # metadata.json kept byte for byte: it claims the good tokenizer's hash.
+    kept = members["metadata.json"]
+    liar.write_bytes(
+        bundle_bytes({**members, "tokenizer.json": swapped}, metadata=kept)
+    )
+    for path, expected in ((GOOD, members["tokenizer.json"]), (liar, swapped)):
+        target = Target(str(path), LintOptions())
+        try:
+            folder = target.runtime_tokenizer_path
+            assert folder is not None
+            assert (folder / "tokenizer.json").read_bytes() == expected
+        finally:
+            target.close()
