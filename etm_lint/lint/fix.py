@@ -38,13 +38,19 @@ def write_fixed_copy(target: Target, out: Path) -> str:
     entries += [("weights", w, True) for w in document.get("weights", [])]
     entries.append(("tokenizer", document["tokenizer"], False))
     fixed_weights = []
+    rehashed = []
     for role, entry, mapped in entries:
         name = entry["member"]
-        if bundle.get(name) is None:
+        member = bundle.get(name)
+        if member is None:
             raise EtmError(f"{target.path}: {name} is missing; no mechanical fix")
+        if member.looks_like_bomb:
+            raise EtmError(f"{target.path}: {name} looks like a compression bomb")
         digest = bundle.sha256(name)
         path = cache.store(digest, name, bundle.chunks(name))
         fixed = {**entry, "size": path.stat().st_size, "sha256": digest}
+        if (fixed["size"], digest) != (entry["size"], entry["sha256"]):
+            rehashed.append(f"{name} (metadata said {entry['sha256'][:12]}…)")
         if role == "weights":
             fixed_weights.append(fixed)
         else:
@@ -55,4 +61,10 @@ def write_fixed_copy(target: Target, out: Path) -> str:
     write_bundle(out, document, members)
     dropped = len(bundle.members) - len(members) - 1
     extra = f"; dropped {dropped} unreferenced member(s)" if dropped > 0 else ""
+    if rehashed:
+        # The one fix that changes what the bundle vouches for: say so.
+        extra += (
+            f"; WARNING: recorded the real size and sha256 of {', '.join(rehashed)}"
+            ": ship this copy only if that member is the one you meant"
+        )
     return f"wrote {out} ({FIXES}{extra})"

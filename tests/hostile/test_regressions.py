@@ -543,3 +543,18 @@ def test_a_false_hash_claim_does_not_borrow_another_tokenizer(tmp_path: Path) ->
             assert (folder / "tokenizer.json").read_bytes() == expected
         finally:
             target.close()
+
+
+def test_fix_refuses_a_compression_bomb(tmp_path: Path) -> None:
+    """`--fix` inflated a bomb member whole into memory (1 GiB for a 1.3 MB
+    bundle) and wrote it into the copy."""
+    members = members_of(GOOD)
+    bomb = tmp_path / "bomb.etm"
+    entries = [rawzip.deflated("metadata.json", members["metadata.json"])]
+    entries += [rawzip.stored("model.pte", members["model.pte"], align=True)]
+    entries += [rawzip.zero_bomb("tokenizer.json")]
+    bomb.write_bytes(rawzip.build(entries))
+    fixed = tmp_path / "fixed.etm"
+    outcome = run_main(lint.main, ["--fix", "--fixed-copy", str(fixed), str(bomb)])
+    assert outcome.code == 2 and "compression bomb" in outcome.stderr
+    assert not fixed.exists()
