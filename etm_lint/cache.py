@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from etm_lint.errors import EtmError
+from etm_lint.errors import CacheError, EtmError
 
 ENV_VAR = "ETM_CACHE_DIR"
 
@@ -51,7 +51,14 @@ def store(
     try:
         return _store(sha256, name, chunks, max_bytes)
     except OSError as err:
-        raise EtmError(f"cache {cache_root()}: {err.strerror or err}") from None
+        raise _unwritable(err) from None
+
+
+def _unwritable(err: OSError) -> CacheError:
+    return CacheError(
+        f"cannot write the cache {cache_root()} ({err.strerror or err}); "
+        f"set {ENV_VAR} to a writable folder"
+    )
 
 
 def _store(
@@ -95,7 +102,7 @@ def folder(key_parts: dict[str, object], files: dict[str, Path | bytes]) -> Path
     try:
         return _folder(key_parts, files)
     except OSError as err:
-        raise EtmError(f"cache {cache_root()}: {err.strerror or err}") from None
+        raise _unwritable(err) from None
 
 
 def _folder(key_parts: dict[str, object], files: dict[str, Path | bytes]) -> Path:

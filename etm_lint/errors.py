@@ -7,6 +7,11 @@ class EtmError(Exception):
     """Bad input or I/O trouble, told in one line; never a traceback."""
 
 
+class CacheError(EtmError):
+    """This tool's own cache cannot be written: trouble on this machine, not
+    a finding about the input (the lint stops with exit status 2)."""
+
+
 class FormatError(EtmError):
     """A file (or a bundle member) that is not what its format says.
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from etm_lint import cache
-from etm_lint.errors import EtmError, FormatError
+from etm_lint.errors import CacheError, EtmError, FormatError
 from etm_lint.format import metadata as meta
 from etm_lint.format.bundle import Bundle
 from etm_lint.format.pack import build_metadata, read_hf_folder, tokenizer_kind
@@ -277,6 +277,8 @@ class Target:
             )
         try:
             return self.container.local_path(entry["member"], None), None
+        except CacheError:
+            raise
         except EtmError as err:
             return None, str(err)
 
@@ -318,6 +320,8 @@ class Target:
             if path is None:
                 return None, None
             return load(str(path)), None
+        except CacheError:
+            raise
         except EtmError as err:
             return None, self.member_terms(str(err))
 

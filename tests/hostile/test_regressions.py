@@ -558,3 +558,17 @@ def test_fix_refuses_a_compression_bomb(tmp_path: Path) -> None:
     outcome = run_main(lint.main, ["--fix", "--fixed-copy", str(fixed), str(bomb)])
     assert outcome.code == 2 and "compression bomb" in outcome.stderr
     assert not fixed.exists()
+
+
+def test_a_cache_that_cannot_be_written_is_not_a_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unwritable cache was reported as ETM301 [error] against the bundle
+    (exit 1: a false release blocker); it is this machine's trouble."""
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("ETM_CACHE_DIR", str(blocker / "cache"))
+    outcome = run_main(lint.main, ["--no-config", str(GOOD)])
+    assert outcome.code == 2
+    assert outcome.one_line_error("etm-lint: cannot write the cache")
+    assert "ETM_CACHE_DIR" in outcome.stderr
