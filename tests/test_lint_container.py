@@ -95,6 +95,28 @@ def test_pyproject_configuration_takes_effect(
     assert json.loads(capsys.readouterr().out) == []
 
 
+def test_per_bundle_ignores_match_relative_to_the_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = tmp_path / "models"
+    sub.mkdir()
+    out = sub / "b.etm"
+    write_case("unreferenced", GOOD, out)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.etm-lint]\nselect = ["ETM1"]\n'
+        '[tool.etm-lint.per-bundle-ignores]\n"models/*.etm" = ["ETM107"]\n'
+    )
+    # The same bundle named three ways: from the project, from its own
+    # folder, and by absolute path.
+    for cwd, given in ((tmp_path, "models/b.etm"), (sub, "b.etm"), (sub, str(out))):
+        monkeypatch.chdir(cwd)
+        assert main(["--output-format", "json", given]) == 0
+        assert json.loads(capsys.readouterr().out) == []
+    monkeypatch.chdir(tmp_path)
+    main(["--output-format", "json", "--no-config", "models/b.etm"])
+    assert "ETM107" in {f["code"] for f in json.loads(capsys.readouterr().out)}
+
+
 def test_unknown_configuration_key_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import sys
 from dataclasses import dataclass, field
@@ -37,12 +38,17 @@ class Config:
     per_bundle_ignores: dict[str, list[str]] = field(default_factory=dict)
 
     def ignores_for(self, path: str) -> list[str]:
-        """Codes ignored for one bundle: glob patterns matched on its path."""
+        """Codes ignored for one bundle: glob patterns matched on its path
+        relative to the folder of the configuration file (as given, and by
+        its file name, too)."""
+        names = {path, Path(path).name}
+        if self.source is not None:
+            with contextlib.suppress(ValueError, OSError):
+                absolute = Path(path).resolve()
+                names.add(absolute.relative_to(self.source.resolve().parent).as_posix())
         found = []
         for pattern, codes in self.per_bundle_ignores.items():
-            if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(
-                Path(path).name, pattern
-            ):
+            if any(fnmatch.fnmatch(name, pattern) for name in names):
                 found.extend(codes)
         return found
 
