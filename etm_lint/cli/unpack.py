@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -36,19 +37,16 @@ def run(args: argparse.Namespace) -> int:
         raw = bundle.metadata_bytes()
         if raw is None:
             raise EtmError(f"{args.bundle}: no metadata.json")
-        try:
-            document = meta.parse(raw)
-        except ValueError as err:
-            raise EtmError(f"{args.bundle}: metadata.json {err}") from None
-        problems = meta.validate(document)
-        if problems:
-            raise EtmError(f"{args.bundle}: metadata.json: {problems[0]}")
-        names = [document["program"]["member"], document["tokenizer"]["member"]]
-        names += [w["member"] for w in document.get("weights", [])]
+        from etm_lint.runtime.bundle import read_metadata
+
+        document = read_metadata(args.bundle, raw)
+        entries = [document["program"], document["tokenizer"]]
+        entries += document.get("weights", [])
+        names = [entry["member"] for entry in entries]
         for name in names:
             _check_name(bundle, name)
         try:
-            _unpack(bundle, raw, names, destination)
+            _unpack(bundle, raw, entries, destination)
         except OSError as err:
             reason = err.strerror or str(err)
             raise EtmError(f"{destination}: not unpacked ({reason})") from None
@@ -58,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unpack(bundle: Bundle, raw: bytes, names: list[str], destination: Path) -> None:
+def _unpack(
+    bundle: Bundle, raw: bytes, entries: list[dict[str, Any]], destination: Path
+) -> None:
     # Built under a fresh hidden name beside the destination, renamed whole:
     # a failure (or Ctrl-C) leaves no half-filled folder.
     parent = destination.parent
@@ -68,8 +68,8 @@ def _unpack(bundle: Bundle, raw: bytes, names: list[str], destination: Path) -> 
     )
     try:
         (temp / meta.METADATA_NAME).write_bytes(raw)
-        for name in names:
-            _extract(bundle, name, temp)
+        for entry in entries:
+            _extract(bundle, entry, temp)
         os.rename(temp, destination)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
@@ -94,11 +94,24 @@ def _check_name(bundle: Bundle, name: str) -> None:
         )
 
 
-def _extract(bundle: Bundle, name: str, folder: Path) -> None:
+def _extract(bundle: Bundle, entry: dict[str, Any], folder: Path) -> None:
+    """Write one member, checking it against ``metadata.json`` as it goes:
+    what is unpacked is what the bundle vouches for, or nothing is."""
+    name = entry["member"]
     target = folder.joinpath(*name.split("/"))
     target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
     with open(target, "xb") as handle:
         for chunk in bundle.chunks(name):
+            digest.update(chunk)
+            size += len(chunk)
             handle.write(chunk)
+    if (size, digest.hexdigest()) != (entry["size"], entry["sha256"]):
+        raise EtmError(
+            f"{bundle.path}: {name} is {size} bytes hashing to "
+            f"{digest.hexdigest()[:12]}…, metadata.json says {entry['size']} and "
+            f"{entry['sha256'][:12]}…; not unpacked (see etm-lint ETM108, ETM109)"
+        )
     with contextlib.suppress(OSError):
         os.chmod(target, 0o644)

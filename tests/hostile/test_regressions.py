@@ -572,3 +572,29 @@ def test_a_cache_that_cannot_be_written_is_not_a_finding(
     assert outcome.code == 2
     assert outcome.one_line_error("etm-lint: cannot write the cache")
     assert "ETM_CACHE_DIR" in outcome.stderr
+
+
+def test_unpack_writes_only_what_the_bundle_vouches_for(tmp_path: Path) -> None:
+    """`etm unpack` wrote a tampered tokenizer, and a format_version 2.0
+    bundle, without a word."""
+    members = members_of(GOOD)
+    tampered = tmp_path / "tampered.etm"
+    swapped = members["tokenizer.json"].replace(b'"<|im_end|>"', b'"<|im_fin|>"')
+    tampered.write_bytes(
+        bundle_bytes(
+            {**members, "tokenizer.json": swapped}, metadata=members["metadata.json"]
+        )
+    )
+    later = tmp_path / "later.etm"
+    document = json.loads(members["metadata.json"])
+    later.write_bytes(
+        bundle_bytes(members, metadata={**document, "format_version": "2.0"})
+    )
+    for bundle, says in ((tampered, "hashing to"), (later, "format_version 2.0")):
+        out = tmp_path / f"{bundle.stem}-out"
+        outcome = run_main(etm.main, ["unpack", str(bundle), str(out)])
+        assert outcome.code == 2 and says in outcome.stderr, outcome.stderr
+        assert not out.exists()
+        assert (
+            sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+        )
