@@ -286,3 +286,25 @@ def test_a_split_character_falls_back_to_the_exact_ids(
     spelled = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
     assert gen.text == spelled.decode(list(gen.token_ids), skip_special_tokens=False)
     assert "".join(pieces) == gen.text
+
+
+def test_a_bad_program_is_named_by_its_bundle_member(tmp_path: Path) -> None:
+    """The error named the tool's cached copy of the program."""
+    import hashlib
+    import zipfile
+
+    program = b"\x00" * 4 + b"XXXX" + b"\x00" * 200
+    bad = tmp_path / "garbage.etm"
+    with zipfile.ZipFile(GOOD) as good:
+        document = json.loads(good.read("metadata.json"))
+        document["program"].update(
+            size=len(program), sha256=hashlib.sha256(program).hexdigest()
+        )
+        with zipfile.ZipFile(bad, "w") as out:
+            out.writestr("metadata.json", json.dumps(document))
+            out.writestr("model.pte", program)
+            out.writestr("tokenizer.json", good.read("tokenizer.json"))
+    done = etm("run", bad, "--prompt", "hi")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"etm run: {bad}:model.pte at byte 4: ")
+    assert os.environ["ETM_CACHE_DIR"] not in done.stderr

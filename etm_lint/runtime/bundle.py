@@ -129,6 +129,26 @@ def open_bundle(path: str | os.PathLike[str]) -> RunnableBundle:
     )
 
 
+def _in_bundle_terms(text: str, bundle: RunnableBundle) -> str:
+    """``text`` with the cached copies' paths named as the bundle's members
+    (the reader knows the bundle, not where this tool keeps copies)."""
+    document = bundle.metadata
+    named = [
+        (bundle.tokenizer, document["tokenizer"]["member"]),
+        (bundle.tokenizer_file, document["tokenizer"]["member"]),
+        (bundle.program, document["program"]["member"]),
+    ]
+    named += [
+        (path, entry["member"])
+        for path, entry in zip(
+            bundle.data_files, document.get("weights", []), strict=True
+        )
+    ]
+    for local, member in named:
+        text = text.replace(str(local), f"{bundle.path}:{member}")
+    return text
+
+
 def render_chat(
     path: str,
     chat_template: str | Mapping[str, str] | None,
@@ -364,12 +384,15 @@ class BundleModel:
         start = time.perf_counter()
         bundle = open_bundle(path)
         open_s = time.perf_counter() - start
-        model = LoadedModel.load(
-            str(bundle.program),
-            str(bundle.tokenizer),
-            [str(p) for p in bundle.data_files],
-            custom_ops=custom_ops,
-        )
+        try:
+            model = LoadedModel.load(
+                str(bundle.program),
+                str(bundle.tokenizer),
+                [str(p) for p in bundle.data_files],
+                custom_ops=custom_ops,
+            )
+        except EtmError as err:
+            raise EtmError(_in_bundle_terms(str(err), bundle)) from None
         return cls(bundle, model, open_s)
 
     @property
