@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from etm_lint.runtime.bundle import BundleModel, OpenedBundle
     from etm_lint.runtime.runner import Generation, Timing
 
-RUNTIME_HINT = "install the runtime extra: pip install 'etm-lint[runtime]'"
+RUNTIME_HINT = (
+    "install the runtime extra: pip install 'etm-lint[runtime]' (from a "
+    "checkout: pip install -c constraints.txt -e '.[runtime]')"
+)
 
 
 class ModelPool:

@@ -48,6 +48,23 @@ def test_sarif_validates_against_the_schema(
         assert result["level"] == "error" or result["ruleId"] == "ETM107"
 
 
+def test_sarif_locations_are_uri_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A space or a `#` in a bundle's name gave a location that is no URI."""
+    odd = tmp_path / "my model#1.etm"
+    write_case("unsafe_name", EXAMPLES / "stories260K.etm", odd)
+    log = json.loads(report(capsys, "sarif", odd))
+    uris = {
+        location["physicalLocation"]["artifactLocation"]["uri"]
+        for result in log["runs"][0]["results"]
+        for location in result["locations"]
+    }
+    assert uris == {str(odd).replace(" ", "%20").replace("#", "%23")}
+    checker = jsonschema.FormatChecker()
+    assert all(checker.conforms(uri, "uri-reference") for uri in uris)
+
+
 def test_github_annotations(broken: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = report(capsys, "github", broken).splitlines()
     assert any(line.startswith("::error file=") and "ETM112" in line for line in lines)

@@ -31,7 +31,7 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "render",
         help="print the exact prompt a chat template makes",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", "`"),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -116,7 +116,8 @@ def _load(path: str) -> Any:
             raise
         raise EtmError(
             f"{err.name} is not installed; etm run needs the runtime extra: "
-            "pip install 'etm-lint[runtime]'"
+            "pip install 'etm-lint[runtime]' (from a checkout: pip install "
+            "-c constraints.txt -e '.[runtime]')"
         ) from None
 
 

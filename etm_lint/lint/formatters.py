@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Sequence
 from xml.etree import ElementTree
@@ -98,7 +100,7 @@ def sarif(findings: Sequence[Finding], rules: dict[str, Rule], colour: bool) -> 
             "message": {"text": f.message},
             "locations": [
                 {
-                    "physicalLocation": {"artifactLocation": {"uri": f.path}},
+                    "physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}},
                     "logicalLocations": [
                         {"fullyQualifiedName": _where(f), "kind": "member"}
                     ],
@@ -135,6 +137,12 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 def _xml_text(text: str) -> str:
     """``text`` with what XML 1.0 forbids written as Python escapes."""
     return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _uri(path: str) -> str:
+    """A relative URI reference for a path: spaces, ``#``, ``%`` and bytes
+    that are not UTF-8 percent-encoded, slashes kept."""
+    return urllib.parse.quote(os.fsencode(path), safe="/")
 
 
 def junit(findings: Sequence[Finding], rules: dict[str, Rule], colour: bool) -> str:
