@@ -102,6 +102,31 @@ def test_hf_folder_reads_real_llama3_files(real: Path, tmp_path: Path) -> None:
     assert isinstance(settings.chat_template, str)
 
 
+def test_generation_config_ids_are_spelled_by_the_tokenizer(
+    stories: Path, tmp_path: Path
+) -> None:
+    """A model folder with only generation_config.json (stories260K's hf/)
+    names BOS and EOS by id; the bundle declares them as the tokenizer
+    spells them. The reference: Hugging Face tokenizers on the same file."""
+    tokenizers = pytest.importorskip("tokenizers")
+    out = tmp_path / "m.etm"
+    pack_bundle(
+        out,
+        program=stories / "model.pte",
+        tokenizer=stories / "tokenizer.json",
+        hf_dir=stories / "hf",
+    )
+    with Bundle(out) as bundle:
+        raw = bundle.metadata_bytes()
+    assert raw is not None
+    declared = meta.parse(raw)["special_tokens"]
+    hf = tokenizers.Tokenizer.from_file(str(stories / "tokenizer.json"))
+    assert declared == {
+        "bos": hf.id_to_token(1),
+        "eos": [hf.id_to_token(1), hf.id_to_token(2)],
+    }
+
+
 def test_failed_pack_leaves_nothing(stories: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.etm"
     with pytest.raises(EtmError):

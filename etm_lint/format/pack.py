@@ -53,6 +53,10 @@ class HFSettings:
     add_bos_token: bool | None = None
     add_eos_token: bool | None = None
     generation: dict[str, Any] = field(default_factory=dict)
+    # Ids generation_config.json names that no config spells out: the
+    # tokenizer itself turns them into token texts when the bundle is built.
+    bos_id: int | None = None
+    eos_ids: list[int] = field(default_factory=list)
 
 
 def tokenizer_kind(path: Path) -> str:
@@ -97,6 +101,13 @@ def read_hf_folder(folder: Path) -> HFSettings:
         text = decoder.get(token_id)
         if text is not None and text not in settings.eos:
             settings.eos.append(text)
+    if not config and not tokens_map:
+        # Only generation_config.json names the tokens, by id: the tokenizer
+        # spells them when the bundle is built (see build_metadata).
+        bos_id = generation.get("bos_token_id")
+        settings.bos_id = bos_id if isinstance(bos_id, int) else None
+        ids = _as_list(generation.get("eos_token_id"))
+        settings.eos_ids = [i for i in ids if isinstance(i, int)]
     if isinstance(config.get("add_bos_token"), bool):
         settings.add_bos_token = config["add_bos_token"]
     if isinstance(config.get("add_eos_token"), bool):
@@ -147,7 +158,10 @@ def build_metadata(
     template = chat_template if chat_template is not None else hf.chat_template
     if template is not None:
         document["chat_template"] = template
-    tokens = {"bos": hf.bos, "eos": hf.eos, "pad": hf.pad, "unk": hf.unk}
+    bos, eos = hf.bos, list(hf.eos)
+    if hf.bos_id is not None or hf.eos_ids:
+        bos, eos = _spell_ids(tokenizer, hf, bos, eos)
+    tokens = {"bos": bos, "eos": eos, "pad": hf.pad, "unk": hf.unk}
     tokens.update(special_tokens or {})
     document["special_tokens"] = {
         k: v for k, v in tokens.items() if v is not None and v != []
@@ -228,6 +242,27 @@ def _check_program(program: Path) -> None:
         head = source.read(0, min(source.size, 8))
     if head[4:8] != b"ET12":
         raise EtmError(f"{program}: not an ExecuTorch program (no ET12 identifier)")
+
+
+def _spell_ids(
+    tokenizer: Path, hf: HFSettings, bos: str | None, eos: list[str]
+) -> tuple[str | None, list[str]]:
+    """BOS and EOS texts for the ids only generation_config.json names, as the
+    runtime's tokenizer spells them; ids it cannot spell stay undeclared (the
+    lint then says what is missing)."""
+    from etm_lint.tokenizer import load
+
+    try:
+        spell = load(str(tokenizer)).token_text
+        if hf.bos_id is not None:
+            bos = spell(hf.bos_id)
+        for token_id in hf.eos_ids:
+            text = spell(token_id)
+            if text not in eos:
+                eos.append(text)
+    except EtmError:
+        pass
+    return bos, eos
 
 
 UNHASHED = "0" * 64
