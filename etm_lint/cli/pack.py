@@ -10,8 +10,7 @@ from typing import Any
 
 from etm_lint.errors import EtmError
 from etm_lint.format.metadata import MAX_METADATA_BYTES
-from etm_lint.format.pack import pack_bundle
-from etm_lint.format.source import open_regular
+from etm_lint.format.pack import pack_bundle, read_text_file
 
 HELP = """\
 Build an .etm bundle. Special tokens, chat template and sampling defaults
@@ -107,14 +106,4 @@ def run(args: argparse.Namespace) -> int:
 def _read_template(path: Path, output: Path) -> str:
     if output.exists() and path.exists() and os.path.samefile(path, output):
         raise EtmError(f"{output}: refusing to overwrite an input (--chat-template)")
-    try:
-        with open(open_regular(str(path)), "rb") as handle:
-            data = handle.read(MAX_TEMPLATE_BYTES + 1)
-    except OSError as err:
-        raise EtmError(f"{path}: cannot read ({err.strerror})") from None
-    if len(data) > MAX_TEMPLATE_BYTES:
-        raise EtmError(f"{path}: larger than the {MAX_TEMPLATE_BYTES} bytes allowed")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise EtmError(f"{path}: not UTF-8 (byte {err.start})") from None
+    return read_text_file(path, MAX_TEMPLATE_BYTES)

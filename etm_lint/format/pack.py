@@ -291,7 +291,7 @@ def _check_unique(members: list[MemberSource]) -> None:
 def _json_file(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    text = _text_file(path)
+    text = read_text_file(path)
     try:
         loaded = json.loads(text)
     except json.JSONDecodeError as err:
@@ -305,15 +305,16 @@ def _json_file(path: Path) -> dict[str, Any] | None:
     return loaded
 
 
-def _text_file(path: Path) -> str:
-    """A small UTF-8 file of a Hugging Face folder, or a one-line EtmError."""
+def read_text_file(path: Path, limit: int = MAX_CONFIG_BYTES) -> str:
+    """A small UTF-8 regular file (a config, a template), or a one-line
+    EtmError; more than ``limit`` bytes is refused without reading on."""
     try:
         with open(open_regular(str(path)), "rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as err:
-        raise EtmError(f"{path}: {err.strerror}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise EtmError(f"{path}: larger than the {MAX_CONFIG_BYTES} bytes allowed")
+        raise EtmError(f"{path}: cannot read ({err.strerror})") from None
+    if len(data) > limit:
+        raise EtmError(f"{path}: larger than the {limit} bytes allowed")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -325,7 +326,7 @@ def _template(folder: Path, config: dict[str, Any]) -> str | dict[str, str] | No
     # standalone file wins over the config's copy, as transformers reads it.
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
-        return _text_file(jinja)
+        return read_text_file(jinja)
     standalone = _json_file(folder / "chat_template.json")
     if standalone and "chat_template" in standalone:
         return _named_templates(standalone["chat_template"])
