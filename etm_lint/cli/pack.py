@@ -10,7 +10,8 @@ from typing import Any
 
 from etm_lint.errors import EtmError
 from etm_lint.format.metadata import MAX_METADATA_BYTES
-from etm_lint.format.pack import pack_bundle, read_text_file
+from etm_lint.format.pack import pack_bundle
+from etm_lint.format.source import read_text_file
 
 HELP = """\
 Build an .etm bundle. Special tokens, chat template and sampling defaults

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from etm_lint.errors import EtmError
+from etm_lint.format.source import read_text_file
 from etm_lint.template import UNSET, render, select_template
 
 EXAMPLES = """\
@@ -171,11 +172,12 @@ def _date(value: str | None) -> datetime:
         raise EtmError(f"--now {value!r}: expected YYYY-MM-DD") from None
 
 
+# Templates and contexts are small; a larger file is not one of them.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise EtmError(f"{path}: cannot read ({err})") from None
+    return read_text_file(path, MAX_INPUT_BYTES)
 
 
 def _json(path: Path) -> Any:
@@ -183,3 +185,5 @@ def _json(path: Path) -> Any:
         return json.loads(_read(path))
     except json.JSONDecodeError as err:
         raise EtmError(f"{path}: not JSON ({err.msg}, line {err.lineno})") from None
+    except (RecursionError, ValueError):
+        raise EtmError(f"{path}: JSON too deep or a number too long to read") from None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from etm_lint.errors import EtmError
+from etm_lint.format.source import read_text_file
 
 MAX_MESSAGES_BYTES = 16 * 1024 * 1024
 # Control characters a terminal would act on (escape sequences, carriage
@@ -123,16 +124,12 @@ def _load(path: str) -> Any:
 
 def _messages(name: str) -> list[dict[str, Any]]:
     where = "stdin" if name == "-" else name
-    try:
-        if name == "-":
-            raw = sys.stdin.buffer.read(MAX_MESSAGES_BYTES + 1)
-        else:
-            with open(name, "rb") as handle:
-                raw = handle.read(MAX_MESSAGES_BYTES + 1)
-    except OSError as err:
-        raise EtmError(f"{where}: {err.strerror}") from None
-    if len(raw) > MAX_MESSAGES_BYTES:
-        raise EtmError(f"{where}: more than {MAX_MESSAGES_BYTES} bytes")
+    if name == "-":
+        raw: str | bytes = sys.stdin.buffer.read(MAX_MESSAGES_BYTES + 1)
+        if len(raw) > MAX_MESSAGES_BYTES:
+            raise EtmError(f"stdin: more than {MAX_MESSAGES_BYTES} bytes")
+    else:
+        raw = read_text_file(Path(name), MAX_MESSAGES_BYTES)
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:

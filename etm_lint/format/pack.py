@@ -17,7 +17,7 @@ from typing import Any
 
 from etm_lint.errors import EtmError
 from etm_lint.format import metadata as meta
-from etm_lint.format.source import open_regular
+from etm_lint.format.source import open_regular, read_text_file
 from etm_lint.format.writer import MemberSource, file_digest, write_bundle
 
 PROGRAM_MEMBER = "model.pte"
@@ -291,7 +291,7 @@ def _check_unique(members: list[MemberSource]) -> None:
 def _json_file(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    text = read_text_file(path)
+    text = read_text_file(path, MAX_CONFIG_BYTES)
     try:
         loaded = json.loads(text)
     except json.JSONDecodeError as err:
@@ -305,28 +305,12 @@ def _json_file(path: Path) -> dict[str, Any] | None:
     return loaded
 
 
-def read_text_file(path: Path, limit: int = MAX_CONFIG_BYTES) -> str:
-    """A small UTF-8 regular file (a config, a template), or a one-line
-    EtmError; more than ``limit`` bytes is refused without reading on."""
-    try:
-        with open(open_regular(str(path)), "rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as err:
-        raise EtmError(f"{path}: cannot read ({err.strerror})") from None
-    if len(data) > limit:
-        raise EtmError(f"{path}: larger than the {limit} bytes allowed")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise EtmError(f"{path}: not UTF-8 (byte {err.start})") from None
-
-
 def _template(folder: Path, config: dict[str, Any]) -> str | dict[str, str] | None:
     # Newer Hugging Face folders keep the template beside the config; a
     # standalone file wins over the config's copy, as transformers reads it.
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
-        return read_text_file(jinja)
+        return read_text_file(jinja, MAX_CONFIG_BYTES)
     standalone = _json_file(folder / "chat_template.json")
     if standalone and "chat_template" in standalone:
         return _named_templates(standalone["chat_template"])

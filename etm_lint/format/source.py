@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 from typing import Protocol
 
 from etm_lint.errors import EtmError, FormatError
@@ -112,3 +113,19 @@ def open_regular(path: str) -> int:
         what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
         raise EtmError(f"{path}: {what}")
     return fd
+
+
+def read_text_file(path: Path, limit: int) -> str:
+    """A small UTF-8 regular file (a config, a template), or a one-line
+    EtmError; more than ``limit`` bytes is refused without reading on."""
+    try:
+        with open(open_regular(str(path)), "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as err:
+        raise EtmError(f"{path}: cannot read ({err.strerror})") from None
+    if len(data) > limit:
+        raise EtmError(f"{path}: larger than the {limit} bytes allowed")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise EtmError(f"{path}: not UTF-8 (byte {err.start})") from None
