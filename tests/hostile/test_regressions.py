@@ -27,6 +27,35 @@ from tests.hostile.corpus import GOOD, REPO, bundle_bytes, members_of
 from tests.hostile.harness import run_main
 
 SRC = REPO / "fixtures" / "src"
+
+# rawzip.zero_bomb's default: 1 GiB of zeros.
+BOMB_SIZE = 1 << 30
+
+
+def write_tokenizer_bomb(path: Path, **claim: object) -> None:
+    """The good bundle with a 1 GiB deflate bomb for its tokenizer;
+    ``claim`` rewrites metadata.json's tokenizer entry (else kept)."""
+    members = members_of(GOOD)
+    document = json.loads(members["metadata.json"])
+    document["tokenizer"].update(claim)
+    entries = [rawzip.deflated("metadata.json", json.dumps(document).encode())]
+    entries += [rawzip.stored("model.pte", members["model.pte"])]
+    entries += [rawzip.zero_bomb("tokenizer.json")]
+    path.write_bytes(rawzip.build(entries))
+
+
+def write_swapped_tokenizer(path: Path) -> bytes:
+    """The good bundle with other tokenizer bytes under metadata.json kept
+    byte for byte (so it claims the good tokenizer's size and hash); returns
+    the bytes it holds."""
+    members = members_of(GOOD)
+    swapped = members["tokenizer.json"].replace(b'"<|im_end|>"', b'"<|im_fin|>"')
+    assert swapped != members["tokenizer.json"]
+    files = {**members, "tokenizer.json": swapped}
+    path.write_bytes(bundle_bytes(files, metadata=members["metadata.json"]))
+    return swapped
+
+
 LINT = ["--no-config", "--output-format", "json"]
 
 
@@ -355,19 +384,8 @@ def test_unpack_member_names_that_collide(tmp_path: Path) -> None:
 def test_unpack_refuses_a_bomb(tmp_path: Path) -> None:
     # Before: a 1 GiB tokenizer inflated to disk from 1 MB (64 GiB from
     # 64 MB would have filled it).
-    members = members_of(GOOD)
-    bomb = rawzip.zero_bomb("tokenizer.json")
-    document = json.loads(members["metadata.json"])
-    document["tokenizer"].update(size=bomb.size, sha256="0" * 64)
-    data = rawzip.build(
-        [
-            rawzip.deflated("metadata.json", json.dumps(document).encode()),
-            rawzip.stored("model.pte", members["model.pte"]),
-            bomb,
-        ]
-    )
     path = tmp_path / "x.etm"
-    path.write_bytes(data)
+    write_tokenizer_bomb(path, size=BOMB_SIZE, sha256="0" * 64)
     outcome = run_main(etm.main, ["unpack", str(path), str(tmp_path / "out")])
     assert outcome.code == 2 and "zip bomb" in outcome.stderr
     assert sorted(os.listdir(tmp_path)) == ["x.etm"]
@@ -394,19 +412,8 @@ def test_lint_never_extracts_a_tokenizer_bomb(
     # 20 s, a gigabyte of disk) before the loader refused it for its size.
     # metadata.json states either the true size or a small one; the zip's
     # own directory size bounds what would be inflated either way.
-    members = members_of(GOOD)
-    bomb = rawzip.zero_bomb("tokenizer.json")
-    document = json.loads(members["metadata.json"])
-    document["tokenizer"].update(size=bomb.size if claim == "true" else 1000)
-    data = rawzip.build(
-        [
-            rawzip.deflated("metadata.json", json.dumps(document).encode()),
-            rawzip.stored("model.pte", members["model.pte"]),
-            bomb,
-        ]
-    )
     path = tmp_path / "x.etm"
-    path.write_bytes(data)
+    write_tokenizer_bomb(path, size=BOMB_SIZE if claim == "true" else 1000)
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "cache"))
     code, codes, text = lint_codes(path)
     assert code == 1 and "ETM116" in codes
@@ -526,16 +533,10 @@ def test_a_false_hash_claim_does_not_borrow_another_tokenizer(tmp_path: Path) ->
     other bytes, was linted (and rendered) with the good tokenizer."""
     from etm_lint.lint.target import LintOptions, Target
 
-    members = members_of(GOOD)
-    swapped = members["tokenizer.json"].replace(b'"<|im_end|>"', b'"<|im_fin|>"')
-    assert swapped != members["tokenizer.json"]
     liar = tmp_path / "liar.etm"
-    # metadata.json kept byte for byte: it claims the good tokenizer's hash.
-    kept = members["metadata.json"]
-    liar.write_bytes(
-        bundle_bytes({**members, "tokenizer.json": swapped}, metadata=kept)
-    )
-    for path, expected in ((GOOD, members["tokenizer.json"]), (liar, swapped)):
+    swapped = write_swapped_tokenizer(liar)
+    good = members_of(GOOD)["tokenizer.json"]
+    for path, expected in ((GOOD, good), (liar, swapped)):
         target = Target(str(path), LintOptions())
         try:
             folder = target.runtime_tokenizer_path
@@ -548,12 +549,8 @@ def test_a_false_hash_claim_does_not_borrow_another_tokenizer(tmp_path: Path) ->
 def test_fix_refuses_a_compression_bomb(tmp_path: Path) -> None:
     """`--fix` inflated a bomb member whole into memory (1 GiB for a 1.3 MB
     bundle) and wrote it into the copy."""
-    members = members_of(GOOD)
     bomb = tmp_path / "bomb.etm"
-    entries = [rawzip.deflated("metadata.json", members["metadata.json"])]
-    entries += [rawzip.stored("model.pte", members["model.pte"], align=True)]
-    entries += [rawzip.zero_bomb("tokenizer.json")]
-    bomb.write_bytes(rawzip.build(entries))
+    write_tokenizer_bomb(bomb)
     fixed = tmp_path / "fixed.etm"
     outcome = run_main(lint.main, ["--fix", "--fixed-copy", str(fixed), str(bomb)])
     assert outcome.code == 2 and "compression bomb" in outcome.stderr
@@ -577,14 +574,9 @@ def test_a_cache_that_cannot_be_written_is_not_a_finding(
 def test_unpack_writes_only_what_the_bundle_vouches_for(tmp_path: Path) -> None:
     """`etm unpack` wrote a tampered tokenizer, and a format_version 2.0
     bundle, without a word."""
-    members = members_of(GOOD)
     tampered = tmp_path / "tampered.etm"
-    swapped = members["tokenizer.json"].replace(b'"<|im_end|>"', b'"<|im_fin|>"')
-    tampered.write_bytes(
-        bundle_bytes(
-            {**members, "tokenizer.json": swapped}, metadata=members["metadata.json"]
-        )
-    )
+    write_swapped_tokenizer(tampered)
+    members = members_of(GOOD)
     later = tmp_path / "later.etm"
     document = json.loads(members["metadata.json"])
     later.write_bytes(
