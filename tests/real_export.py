@@ -6,7 +6,7 @@ vocabulary and whose constant methods say what an exporter would derive from
 the family's files. The program's weights are random (a fixed seed): the
 linter reads shapes and constants, never what the model would say.
 
-Exporting follows ``fixtures/build.py`` up to the edge dialect:
+Exporting uses ``fixtures/build.py``'s own ``export_forward`` up to the edge dialect:
 transformers' ``TorchExportableModuleForDecoderOnlyLM`` (static cache,
 dynamic sequence length, strict), then ``to_edge`` and one ``to_executorch``
 per set of constant methods, so each vocabulary costs one ``torch.export``
@@ -27,10 +27,12 @@ import contextlib
 import copy
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -54,6 +56,7 @@ FFN = 32
 # about the context would be about this tiny program, not about the family.
 CONTEXT = 2048
 VERSIONED = ("torch", "executorch", "transformers")
+BUILDER = Path(__file__).resolve().parents[1] / "fixtures" / "build.py"
 
 
 def llm_constants(
@@ -111,7 +114,9 @@ def cache_key(vocab: int, variants: Mapping[str, Mapping[str, Any]]) -> str:
         "shape": shape,
         "variants": {name: dict(c) for name, c in sorted(variants.items())},
         "versions": {name: _version(name) for name in VERSIONED},
-        "exporter": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "exporter": hashlib.sha256(
+            Path(__file__).read_bytes() + BUILDER.read_bytes()
+        ).hexdigest(),
     }
     text = json.dumps(facts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -176,23 +181,21 @@ def _model(vocab: int) -> Any:
 
 
 def _export(model: Any) -> ExportedProgram:
-    import torch
-    from transformers.integrations.executorch import (
-        TorchExportableModuleForDecoderOnlyLM,
-    )
-
-    wrapper = TorchExportableModuleForDecoderOnlyLM(
-        model, batch_size=1, max_cache_len=CONTEXT
-    )
-    length = torch.export.Dim("seq_len", min=1, max=CONTEXT - 1)
-    with torch.no_grad():
-        exported: ExportedProgram = wrapper.export(
-            input_ids=torch.zeros((1, 2), dtype=torch.long),
-            cache_position=torch.arange(2, dtype=torch.long),
-            dynamic_shapes={"input_ids": {1: length}, "cache_position": {0: length}},
-            strict=True,
-        )
+    # The fixtures' own export recipe, at this module's context length.
+    exported: ExportedProgram = _fixture_builder().export_forward(model, CONTEXT)
     return exported
+
+
+def _fixture_builder() -> Any:
+    """fixtures/build.py as a module (a script folder, not a package)."""
+    name = "etm_fixture_build"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, BUILDER)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclasses look themselves up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def _lower(program: ExportedProgram) -> ExportedProgram:
