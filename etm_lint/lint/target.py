@@ -319,11 +319,15 @@ class Target:
             path = self.runtime_tokenizer_path
             if path is None:
                 return None, None
-            return load(str(path)), None
+            tokenizer = load(str(path))
         except CacheError:
             raise
         except EtmError as err:
             return None, self.member_terms(str(err))
+        if self.is_bundle and self.tokenizer_entry is not None:
+            # Its messages then name the member, not the copy in the cache.
+            tokenizer.path = self.tokenizer_entry["member"]
+        return tokenizer, None
 
     def member_terms(self, text: str) -> str:
         """``text`` with the tokenizer's cache paths named as the member.

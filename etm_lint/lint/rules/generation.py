@@ -117,8 +117,7 @@ def stop_string_unencodable(target: Target) -> Iterator[Issue]:
         try:
             ids = tokenizer.encode(text)
         except EtmError as err:
-            said = target.member_terms(str(err))
-            yield Issue(f"stop string cannot be encoded: {said}", METADATA, where)
+            yield Issue(f"stop string cannot be encoded: {err}", METADATA, where)
             continue
         unknown = getattr(tokenizer, "unk_id", None)
         if unknown is not None and unknown in ids:

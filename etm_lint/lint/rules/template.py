@@ -281,8 +281,7 @@ def probe_exceeds_context(target: Target) -> Iterator[Issue]:
     try:
         count = len(tokenizer.encode(prompt))
     except EtmError as err:
-        said = target.member_terms(str(err))
-        yield Issue(f"the runtime cannot encode a three-turn probe: {said}", METADATA)
+        yield Issue(f"the runtime cannot encode a three-turn probe: {err}", METADATA)
         return
     if count >= context:
         yield Issue(
