@@ -25,7 +25,7 @@ def write_fixed_copy(target: Target, out: Path) -> str:
     if target.bundle is None:
         raise EtmError(f"{target.path}: --fix works on bundles, not folders")
     if os.path.exists(out) and os.path.samefile(out, target.path):
-        raise EtmError(f"{out}: --fixed-copy must not be the input")
+        raise EtmError(f"{out}: is the input; refusing to overwrite it")
     document = target.valid_metadata
     if document is None:
         raise EtmError(
