@@ -19,7 +19,7 @@ from typing import Any
 
 from etm_lint.errors import EtmError
 from etm_lint.format.source import read_text_file
-from etm_lint.template import UNSET, render, select_template
+from etm_lint.template import UNSET, render
 
 EXAMPLES = """\
 examples:
@@ -112,6 +112,7 @@ def _render_bundle(
     args: argparse.Namespace, now: datetime
 ) -> tuple[str, list[int] | None]:
     from etm_lint.lint.target import LintOptions, Target
+    from etm_lint.runtime.bundle import render_chat
 
     if not args.messages:
         raise EtmError("with a bundle, give --messages FILE.json")
@@ -126,41 +127,31 @@ def _render_bundle(
         chat_template = target.chat_template
         if chat_template is None:
             raise EtmError(f"{args.bundle}: no chat template (a base model)")
-        special = target.special_tokens
-        eos = special.get("eos") or [None]
-        prompt = render(
-            select_template(chat_template, args.name),
+        prompt = render_chat(
+            args.bundle,
+            chat_template,
+            target.special_tokens,
             messages,
             add_generation_prompt=not args.no_generation_prompt,
-            special_tokens={
-                "bos_token": special.get("bos"),
-                "eos_token": eos[0],
-                "pad_token": special.get("pad"),
-                "unk_token": special.get("unk"),
-            },
+            name=args.name,
             now=now,
         )
         tokens = None
         if args.tokens:
+            document = target.valid_metadata
             tokenizer = target.tokenizer
             if tokenizer is None:
                 reason = target.tokenizer_error or (
-                    f"metadata.json names {document_member(target)!r}, which is "
-                    "not in the bundle"
+                    f"metadata.json names {document['tokenizer']['member']!r}, "
+                    "which is not in the bundle"
                 )
                 raise EtmError(f"{args.bundle}: {reason}; run etm-lint on it")
-            document = target.valid_metadata
             tokens = tokenizer.encode(
                 prompt, bos=document.get("num_bos", 0), eos=document.get("num_eos", 0)
             )
         return prompt, tokens
     finally:
         target.close()
-
-
-def document_member(target: Any) -> str:
-    document = target.valid_metadata or {}
-    return str(document.get("tokenizer", {}).get("member", "?"))
 
 
 def _date(value: str | None) -> datetime:

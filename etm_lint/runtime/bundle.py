@@ -32,6 +32,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,9 +157,12 @@ def render_chat(
     messages: Sequence[Mapping[str, Any]],
     *,
     add_generation_prompt: bool = True,
+    name: str | None = None,
+    now: datetime | None = None,
 ) -> str:
-    """The prompt a bundle's chat template makes of ``messages``, with the
-    bundle's special tokens as the template's token variables."""
+    """The prompt a bundle's chat template (``name``d, or the default one)
+    makes of ``messages``, with the bundle's special tokens as the
+    template's token variables; ``now`` is what ``strftime_now`` reads."""
     from etm_lint.template import render, select_template
     from etm_lint.tokenizer import runtime_config
 
@@ -167,7 +171,7 @@ def render_chat(
             f"{path}: the bundle has no chat template; give a prompt instead of "
             "messages"
         )
-    template = select_template(chat_template)
+    template = select_template(chat_template, name)
     config = runtime_config(special_tokens)
     tokens = {k: v for k, v in config.items() if isinstance(v, str)}
     return render(
@@ -175,6 +179,7 @@ def render_chat(
         messages,
         add_generation_prompt=add_generation_prompt,
         special_tokens=tokens,
+        now=now,
     )
 
 
