@@ -1163,6 +1163,14 @@ def runtime_config(special_tokens: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def token_variables(special_tokens: Mapping[str, Any]) -> dict[str, str]:
+    """A bundle's special tokens as a chat template's variables
+    (``bos_token``, ``eos_token``...): what the runtime's config says, the
+    unset ones left undefined."""
+    config = runtime_config(special_tokens)
+    return {k: v for k, v in config.items() if isinstance(v, str)}
+
+
 def _write_config_folder(
     tokenizer_path: str, special_tokens: Mapping[str, Any], folder: str
 ) -> None:
@@ -1204,4 +1212,5 @@ __all__ = [
     "runtime_config",
     "sniff_kind",
     "streamed_text",
+    "token_variables",
 ]

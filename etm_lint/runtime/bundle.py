@@ -164,7 +164,7 @@ def render_chat(
     makes of ``messages``, with the bundle's special tokens as the
     template's token variables; ``now`` is what ``strftime_now`` reads."""
     from etm_lint.template import render, select_template
-    from etm_lint.tokenizer import runtime_config
+    from etm_lint.tokenizer import token_variables
 
     if chat_template is None:
         raise EtmError(
@@ -172,13 +172,11 @@ def render_chat(
             "messages"
         )
     template = select_template(chat_template, name)
-    config = runtime_config(special_tokens)
-    tokens = {k: v for k, v in config.items() if isinstance(v, str)}
     return render(
         template,
         messages,
         add_generation_prompt=add_generation_prompt,
-        special_tokens=tokens,
+        special_tokens=token_variables(special_tokens),
         now=now,
     )
 

@@ -44,7 +44,7 @@ class _Probe:
         self.selection_error: str | None = None
         self.rendered: dict[str, str | TemplateError] = {}
         self.strict: dict[str, str | TemplateError] = {}
-        self.variables: dict[str, str | None] = {}
+        self.variables: dict[str, str] = {}
         self.cases: dict[str, ProbeCase] = {}
         self.limit_hit: TemplateError | None = None
         chat_template = target.chat_template
@@ -57,14 +57,9 @@ class _Probe:
             self.selection_error = str(err.with_source("chat_template"))
             return
         self.template = template
-        tokens = target.special_tokens
-        eos = tokens.get("eos") or [None]
-        self.variables = {
-            "bos_token": tokens.get("bos"),
-            "eos_token": eos[0],
-            "pad_token": tokens.get("pad"),
-            "unk_token": tokens.get("unk"),
-        }
+        from etm_lint.tokenizer import token_variables
+
+        self.variables = token_variables(target.special_tokens)
         self.cases = {c.name: c for c in probe_cases(template)}
         for name, case in self.cases.items():
             result = self._render(case, strict=False)
