@@ -19,7 +19,6 @@ from typing import Any
 
 from etm_lint.errors import EtmError
 from etm_lint.format.source import read_text_file
-from etm_lint.template import UNSET, render
 
 EXAMPLES = """\
 examples:
@@ -85,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 def _render_context(
     template_path: Path, context_path: Path, args: argparse.Namespace, now: datetime
 ) -> str:
+    from etm_lint.template import UNSET, render
+
     template = _read(template_path)
     context = _json(context_path)
     if not isinstance(context, dict) or not isinstance(context.get("messages"), list):
