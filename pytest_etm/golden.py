@@ -814,12 +814,9 @@ def number(value: float) -> str:
 
 
 def _context(gen: Generation) -> str:
-    stop = gen.stop_reason
-    if gen.stop_token is not None:
-        stop += f" (id {gen.stop_token})"
     return (
         f"prompt: {_excerpt(gen.prompt, 0)} ({len(gen.prompt_ids)} tokens); "
-        f"generated {gen.timing.num_generated} tokens, stopped by {stop}"
+        f"generated {gen.timing.num_generated} tokens, stopped by {gen.stopped_by}"
     )
 
 

@@ -196,11 +196,8 @@ def visible(text: str) -> str:
 
 def speed_line(name: str, generation: Any, load_s: float) -> str:
     timing = generation.timing
-    stop = generation.stop_reason
-    if generation.stop_token is not None:
-        stop += f" (id {generation.stop_token})"
     return (
-        f"{name}: {timing.num_generated} tokens, stopped by {stop}; "
+        f"{name}: {timing.num_generated} tokens, stopped by {generation.stopped_by}; "
         f"load {load_s:.2f} s, first token {timing.time_to_first_token_s * 1e3:.1f} "
         f"ms, decode {timing.decode_tokens_per_s:.1f} tokens/s"
     )

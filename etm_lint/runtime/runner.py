@@ -138,6 +138,13 @@ class Generation:
     # The raw prompt text the runner was given (a rendered chat, for messages).
     prompt: str = ""
 
+    @property
+    def stopped_by(self) -> str:
+        """The stop reason, with the stop id when a token stopped it."""
+        if self.stop_token is None:
+            return self.stop_reason
+        return f"{self.stop_reason} (id {self.stop_token})"
+
 
 # ------------------------------------------------------------ native output
 
